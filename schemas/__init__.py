@@ -1,0 +1,27 @@
+"""Message formats of every streamrec topic: JSON Schema files and the matching Python records."""
+
+from schemas.records import (
+    EVENT_TYPES,
+    MAX_EVENT_BYTES,
+    Event,
+    InvalidEvent,
+    RecItem,
+    Recommendation,
+    decode_event,
+    decode_recommendation,
+    encode,
+    event_from_dict,
+)
+
+__all__ = [
+    "EVENT_TYPES",
+    "MAX_EVENT_BYTES",
+    "Event",
+    "InvalidEvent",
+    "RecItem",
+    "Recommendation",
+    "decode_event",
+    "decode_recommendation",
+    "encode",
+    "event_from_dict",
+]
