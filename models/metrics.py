@@ -1,0 +1,119 @@
+"""Ranking metrics for prequential evaluation, accumulated one recommendation at a time.
+
+Per event (the item the user actually chose is the target):
+
+* ``hr@10`` - 1 if the target is in the top 10;
+* ``ndcg@10`` - ``1 / log2(position + 2)`` if the target is in the top 10 (one relevant item,
+  so the ideal DCG is 1);
+* ``mrr@20`` - ``1 / (position + 1)`` if the target is in the top 20.
+
+Over the whole replay:
+
+* ``coverage`` - distinct items ever recommended in a top 10, divided by the distinct items
+  seen in the stream;
+* ``novelty`` - mean of ``-log2(p(i))`` over recommended top-10 items, with ``p(i)`` the item's
+  share of the events seen *before* the recommendation (add-one smoothed);
+* ``diversity`` - intra-list diversity: ``1 - mean pairwise cosine`` over a sample of top-10
+  lists, the cosine being between the items' sets of users (``|U_a & U_b| / sqrt(|U_a| |U_b|)``)
+  computed on the whole replay.
+
+>>> acc = RankingAccumulator(sample_lists=10)
+>>> acc.add(["a", "b", "c"], "b", novelty=2.0)
+>>> acc.add(["a", "b", "c"], "z", novelty=2.0)
+>>> r = acc.result(n_items=4, item_users={"a": {1, 2}, "b": {1}, "c": {3}})
+>>> r["hr@10"], round(r["ndcg@10"], 4), r["mrr@20"], r["coverage"]
+(0.5, 0.3155, 0.25, 0.75)
+>>> round(r["diversity"], 4)   # pairs: a-b 0.7071, a-c 0, b-c 0
+0.7643
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping, Sequence
+
+
+def hit_at(items: Sequence[str], target: str, k: int = 10) -> float:
+    """1.0 if ``target`` is in the first ``k`` items."""
+    return 1.0 if target in items[:k] else 0.0
+
+
+def ndcg_at(items: Sequence[str], target: str, k: int = 10) -> float:
+    """NDCG@k with a single relevant item."""
+    top = list(items[:k])
+    return 1.0 / math.log2(top.index(target) + 2) if target in top else 0.0
+
+
+def rr_at(items: Sequence[str], target: str, k: int = 20) -> float:
+    """Reciprocal rank of ``target`` within the first ``k`` items (0 if absent)."""
+    top = list(items[:k])
+    return 1.0 / (top.index(target) + 1) if target in top else 0.0
+
+
+def intra_list_diversity(lists: Sequence[Sequence[str]], item_users: Mapping[str, set]) -> float:
+    """``1 - mean pairwise user-set cosine`` over all pairs of every list (0 when no pairs)."""
+    total, pairs = 0.0, 0
+    for items in lists:
+        sets = [item_users.get(i, set()) for i in items]
+        for a in range(len(sets)):
+            sa = sets[a]
+            for b in range(a + 1, len(sets)):
+                sb = sets[b]
+                pairs += 1
+                if sa and sb:
+                    small, big = (sa, sb) if len(sa) <= len(sb) else (sb, sa)
+                    inter = sum(1 for u in small if u in big)
+                    total += inter / math.sqrt(len(sa) * len(sb))
+    return 1.0 - total / pairs if pairs else 0.0
+
+
+class RankingAccumulator:
+    """Running sums of the per-event metrics plus what the replay-level metrics need."""
+
+    def __init__(self, sample_lists: int = 2000, seed: int = 0) -> None:
+        self.n = 0
+        self.hr = 0.0
+        self.ndcg = 0.0
+        self.mrr = 0.0
+        self.novelty_sum = 0.0
+        self.novelty_n = 0
+        self.recommended: set[str] = set()
+        self.sample_lists = sample_lists
+        self.samples: list[list[str]] = []
+        self._rng = random.Random(seed)
+
+    def add(self, items: Sequence[str], target: str, novelty: float | None = None) -> None:
+        """Record one ranked list (best first) and the item the user chose next."""
+        self.n += 1
+        top = list(items[:20])
+        if target in top:
+            pos = top.index(target)
+            self.mrr += 1.0 / (pos + 1)
+            if pos < 10:
+                self.hr += 1.0
+                self.ndcg += 1.0 / math.log2(pos + 2)
+        top10 = top[:10]
+        self.recommended.update(top10)
+        if novelty is not None and top10:
+            self.novelty_sum += novelty
+            self.novelty_n += 1
+        # reservoir sample of lists for the diversity measure
+        if len(self.samples) < self.sample_lists:
+            self.samples.append(top10)
+        else:
+            j = self._rng.randrange(self.n)
+            if j < self.sample_lists:
+                self.samples[j] = top10
+
+    def result(self, n_items: int, item_users: Mapping[str, set]) -> dict[str, float]:
+        n = max(self.n, 1)
+        return {
+            "hr@10": self.hr / n,
+            "ndcg@10": self.ndcg / n,
+            "mrr@20": self.mrr / n,
+            "coverage": len(self.recommended) / n_items if n_items else 0.0,
+            "novelty": self.novelty_sum / self.novelty_n if self.novelty_n else 0.0,
+            "diversity": intra_list_diversity(self.samples, item_users),
+            "evaluated": self.n,
+        }

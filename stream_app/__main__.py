@@ -1,0 +1,7 @@
+"""``python -m stream_app ...`` is the same as ``streamrec ...``."""
+
+import sys
+
+from stream_app.cli import main
+
+sys.exit(main())

@@ -1,0 +1,164 @@
+"""The ingest agent and the worker's background tasks: thin wiring of topics, tables and logic.
+
+Each record of ``events`` is taken as raw bytes and validated here, so nothing Faust could fail
+to decode is silently acknowledged. Invalid records go to ``events-dlq`` with the reason; valid
+ones update the user's state idempotently and are queued for the scorer, which acknowledges them
+once their recommendation is published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from schemas import InvalidEvent, decode_event
+from stream_app import metrics
+from stream_app.app import app
+from stream_app.checkpoints import CheckpointStore
+from stream_app.logic import to_context
+from stream_app.pipeline import Pending, Pipeline
+from stream_app.scorer import Scorer
+from stream_app.settings import get_settings
+from stream_app.state import apply_event, decode_state, encode_state
+from stream_app.swap import ModelWatcher
+from stream_app.tables import user_state
+from stream_app.topics import DLQ, RECOMMENDATIONS, events_topic
+
+log = logging.getLogger(__name__)
+settings = get_settings()
+
+pipeline = Pipeline(
+    top_k=settings.top_k,
+    return_horizon_s=settings.return_horizon_s,
+    popularity_half_life_s=settings.popularity_half_life_s,
+)
+checkpoints = CheckpointStore(settings.data_dir / "online" / "checkpoint.msgpack")
+checkpoints.restore_into(pipeline)
+scorer = Scorer(pipeline, settings.batch_max, settings.batch_wait_ms, settings.queue_max)
+watcher = ModelWatcher(pipeline, settings.registry_path)
+_ingest_stream = None
+
+
+def reason_category(reason: str) -> str:
+    """A short, bounded label for the DLQ metric (the full reason goes in the record header)."""
+    r = reason.lower()
+    for needle, label in (
+        ("tombstone", "empty"), ("empty value", "empty"), ("byte limit", "too_large"),
+        ("utf-8", "malformed_json"), ("malformed", "malformed_json"), ("key", "bad_key"),
+        ("internal", "internal"),
+    ):
+        if needle in r:
+            return label
+    return "schema"
+
+
+async def dead_letter(key: bytes | None, value: bytes | None, topic: str, partition: int, offset: int,
+                      reason: str) -> None:
+    metrics.DLQ.labels(reason_category(reason)).inc()
+    log.warning("dead-lettered topic=%s partition=%d offset=%d: %s", topic, partition, offset, reason)
+    headers = [
+        ("error", reason.encode("utf-8", "replace")),
+        ("topic", topic.encode()),
+        ("partition", str(partition).encode()),
+        ("offset", str(offset).encode()),
+    ]
+    await app.producer.send(DLQ, key, value, None, None, headers)
+
+
+@app.agent(events_topic, name="ingest")
+async def ingest(stream):
+    global _ingest_stream
+    manual = stream.noack()
+    _ingest_stream = manual
+    async for event in manual.events():
+        msg = event.message
+        received = time.perf_counter()
+        try:
+            try:
+                ev = decode_event(msg.value)
+                if msg.key is None or msg.key != ev.user_id.encode():
+                    raise InvalidEvent("record key must be the event's user_id (UTF-8)")
+            except InvalidEvent as exc:
+                metrics.EVENTS.labels("invalid").inc()
+                await dead_letter(msg.key, msg.value, msg.topic, msg.partition, msg.offset, str(exc))
+                await manual.ack(event)
+                continue
+            metrics.EVENTS.labels("valid").inc()
+            key = msg.key
+            state = decode_state(user_state.get(key))
+            before = to_context(ev.user_id, state)
+            purchase_p, return_p = pipeline.observe(before, ev, msg.partition, msg.offset)
+            new, applied = apply_event(state, ev, msg.offset, settings.recent_max, settings.purchased_max)
+            if applied:
+                new.shown = pipeline.live.last_shown(ev.user_id)
+                new.purchase_probability = purchase_p
+                new.return_probability = return_p
+                user_state[key] = encode_state(new)
+            else:
+                metrics.DUPLICATES.inc()
+            await scorer.put(
+                Pending(ev, msg.partition, msg.offset, before, to_context(ev.user_id, new), received,
+                        purchase_p, return_p, event)
+            )
+        except Exception as exc:  # a bug must not stop the partition: dead-letter and go on
+            log.exception("ingest failed: topic=%s partition=%d offset=%d", msg.topic, msg.partition, msg.offset)
+            metrics.EVENTS.labels("error").inc()
+            await dead_letter(msg.key, msg.value, msg.topic, msg.partition, msg.offset,
+                              f"internal error while ingesting: {exc!r}")
+            await manual.ack(event)
+
+
+async def _send_recommendation(key: bytes, value: bytes):
+    return await app.producer.send(RECOMMENDATIONS, key, value, None, None, None)
+
+
+async def _ack(event) -> None:
+    if _ingest_stream is not None:
+        await _ingest_stream.ack(event)
+
+
+async def _dead_letter_pending(p: Pending, reason: str) -> None:
+    msg = p.handle.message
+    await dead_letter(msg.key, msg.value, msg.topic, msg.partition, msg.offset, reason)
+
+
+@app.task
+async def run_scorer() -> None:
+    await scorer.run(_send_recommendation, _ack, _dead_letter_pending)
+
+
+@app.task
+async def run_model_watcher() -> None:
+    await watcher.run(settings.model_poll_s)
+
+
+@app.timer(interval=settings.checkpoint_interval_s)
+async def checkpoint_online_models() -> None:
+    data = pipeline.checkpoint()  # on the loop, between batches: a consistent snapshot
+    await asyncio.to_thread(checkpoints.write, data)
+    metrics.CHECKPOINTS.inc()
+    metrics.ONLINE_LEARNED.set(pipeline.ranker.version or 0)
+
+
+@app.timer(interval=2.0)
+async def update_gauges() -> None:
+    live = pipeline.live.snapshot()
+    metrics.LIVE_HR.set(live["hr@10"])
+    metrics.LIVE_NDCG.set(live["ndcg@10"])
+    metrics.LIVE_CTR.set(live["ctr"])
+    metrics.LIVE_CONVERSION.set(live["conversion"])
+    metrics.RETURNING.set(live["returning_rate"])
+    metrics.ONLINE_LEARNED.set(pipeline.ranker.version or 0)
+    consumer = app.consumer
+    try:
+        assignment = consumer.assignment()
+        for tp in assignment:
+            if tp.topic != events_topic.get_topic_name():
+                continue
+            hw = consumer.highwater(tp)
+            pos = await consumer.position(tp)
+            if hw is not None and pos is not None:
+                metrics.LAG.labels(str(tp.partition)).set(max(0, hw - pos))
+    except Exception:  # lag is best effort while the consumer rebalances
+        log.debug("consumer lag not available yet", exc_info=True)

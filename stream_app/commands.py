@@ -1,0 +1,123 @@
+"""The model-side commands of ``streamrec``: train, model list|promote|rollback, eval, bench."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Optional
+
+import orjson
+import typer
+
+from stream_app.settings import get_settings
+
+FORMATS = ("jsonl", "movielens", "retailrocket", "otto", "taobao")
+
+
+def parse_duration(text: str) -> float:
+    """``"90s"``, ``"15m"``, ``"2h"``, ``"1d"`` or plain seconds -> seconds.
+
+    >>> parse_duration("15m"), parse_duration("2h"), parse_duration("45")
+    (900.0, 7200.0, 45.0)
+    """
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text or "")
+    if not m or float(m.group(1)) <= 0:
+        raise typer.BadParameter(f"{text!r} is not a duration like 90s, 15m, 2h or 1d", param_hint="--every")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}",
+                                 param_hint="--format")
+
+
+def register(cli: typer.Typer, model_cli: typer.Typer, user_error: type[Exception]) -> None:
+    if getattr(cli, "_streamrec_registered", False):
+        return
+    cli._streamrec_registered = True
+
+    @cli.command("train")
+    def train(
+        input_file: Optional[Path] = typer.Option(None, "--input", help="train on this file instead of the events topic"),
+        fmt: str = typer.Option("jsonl", "--format", "-f", help="format of --input"),
+        every: Optional[str] = typer.Option(None, "--every", help="retrain periodically, e.g. 15m (Ctrl-C stops)"),
+        epochs: int = typer.Option(10, "--epochs", min=1),
+        dim: int = typer.Option(64, "--dim", min=8),
+        max_events: int = typer.Option(0, "--max-events", help="train on the newest N events (0 = all)", min=0),
+        device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)"),
+        tolerance: float = typer.Option(0.01, "--tolerance", help="promote if NDCG@10 >= current - tolerance"),
+        progress: bool = typer.Option(True, "--progress/--no-progress"),
+    ) -> None:
+        """Train the deep model on the event log and promote it if it is at least as good."""
+        from models.registry import Registry
+        from models.train import TrainConfig, train as train_model
+
+        _check_format(fmt)
+        period = parse_duration(every) if every else None
+        if device and not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+            raise typer.BadParameter(f"{device!r} is not cpu or cuda[:N]", param_hint="--device")
+        s = get_settings()
+        registry = Registry(s.registry_path)
+        while True:
+            if input_file is not None:
+                from stream_app.eventlog import read_file
+
+                if not input_file.exists():
+                    raise user_error(f"no such file: {input_file}")
+                events = read_file(input_file, fmt)
+                if max_events:
+                    events = events[-max_events:]
+            else:
+                from stream_app.eventlog import read_topic
+
+                events = read_topic(s.bootstrap, s.events_topic, max_events, progress, s.kafka_client_kwargs())
+            if len(events) < 10:
+                raise user_error(f"only {len(events)} events to train on; produce some first")
+            t0 = time.perf_counter()
+            result = train_model(events, TrainConfig(epochs=epochs, dim=dim), device=device, progress=progress)
+            version, promoted = registry.save(result, promote_if_better=True, tolerance=tolerance)
+            typer.echo(orjson.dumps({
+                "version": version, "promoted": promoted, "events": len(events), "device": result.device,
+                "metrics": result.metrics, "epoch_seconds": [round(x, 3) for x in result.epoch_seconds],
+                "seconds": round(time.perf_counter() - t0, 2),
+            }).decode())
+            if period is None:
+                return
+            time.sleep(period)
+
+    @model_cli.command("list")
+    def model_list(json_out: bool = typer.Option(False, "--json")) -> None:
+        """List model versions (the one in service is marked *)."""
+        from models.registry import Registry
+
+        reg = Registry(get_settings().registry_path)
+        rows = reg.list()
+        current = reg.current()
+        if json_out:
+            typer.echo(orjson.dumps({"current": current, "versions": rows}).decode())
+            return
+        if not rows:
+            typer.echo("no model versions yet; run `streamrec train`")
+        for r in rows:
+            m = r.get("metrics", {})
+            mark = "*" if r.get("version") == current else " "
+            typer.echo(f"{mark} {r.get('version')}  ndcg@10={m.get('ndcg@10', float('nan')):.4f}  "
+                       f"hr@10={m.get('hr@10', float('nan')):.4f}  items={r.get('items', '?')}")
+
+    @model_cli.command("promote")
+    def model_promote(version: str = typer.Argument(..., help="version to put in service")) -> None:
+        """Put a version in service (workers swap it in within seconds)."""
+        from models.registry import Registry
+
+        Registry(get_settings().registry_path).promote(version)
+        typer.echo(f"promoted {version}")
+
+    @model_cli.command("rollback")
+    def model_rollback() -> None:
+        """Go back to the previously promoted version."""
+        from models.registry import Registry
+
+        version = Registry(get_settings().registry_path).rollback()
+        typer.echo(f"rolled back to {version}")

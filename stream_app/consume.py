@@ -1,0 +1,46 @@
+"""Tailing a topic for people (``streamrec consume``)."""
+
+from __future__ import annotations
+
+import sys
+
+import orjson
+from kafka import KafkaConsumer
+
+
+def describe(value: bytes) -> str:
+    """One readable line for a recommendation message."""
+    try:
+        msg = orjson.loads(value)
+        items = ", ".join(f"{i['item_id']} ({i['score']:.3g} {i['source']})" for i in msg["items"][:5])
+        more = len(msg["items"]) - 5
+        ver = msg.get("model_version", {})
+        return (f"{msg['user_id']} after {msg['event_id']}: {items}{f' +{more} more' if more > 0 else ''}"
+                f"  [deep {ver.get('deep') or '-'}, online {ver.get('online')}, {msg.get('latency_ms')} ms]")
+    except Exception:
+        return value.decode("utf-8", "replace")
+
+
+def tail(bootstrap: str, topic: str, json_out: bool = False, max_messages: int = 0, idle_s: float = 0.0,
+         from_beginning: bool = False, kafka_kwargs: dict | None = None) -> int:
+    kw = dict(kafka_kwargs or {})
+    if idle_s:
+        kw["consumer_timeout_ms"] = int(idle_s * 1000)
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None,
+        auto_offset_reset="earliest" if from_beginning else "latest", enable_auto_commit=False, **kw,
+    )
+    n = 0
+    try:
+        for record in consumer:
+            line = (record.value or b"").decode("utf-8", "replace") if json_out else describe(record.value)
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+            n += 1
+            if max_messages and n >= max_messages:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+    return n

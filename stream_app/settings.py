@@ -1,0 +1,124 @@
+"""The one settings object of streamrec, read from ``STREAMREC_*`` environment variables.
+
+Every option is named by its environment variable: field ``web_port`` is ``STREAMREC_WEB_PORT``.
+Nothing else in the code base reads the environment.
+
+>>> s = Settings(broker="kafka://127.0.0.1:9999")
+>>> s.bootstrap, s.web_port
+('127.0.0.1:9999', 6066)
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STREAMREC_", extra="ignore")
+
+    # Kafka
+    broker: str = Field("kafka://127.0.0.1:9092", description="Kafka bootstrap URL(s), comma separated")
+    events_partitions: int = Field(4, ge=1, description="partitions of the events topic when streamrec creates it")
+    events_topic: str = Field("events", min_length=1, description="topic of incoming events")
+    recommendations_topic: str = Field("recommendations", min_length=1, description="topic of recommendations")
+    dlq_topic: str = Field("events-dlq", min_length=1, description="dead-letter topic of invalid events")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    # Worker
+    app_id: str = Field("streamrec", description="Faust app id = Kafka consumer group")
+    data_dir: Path = Field(Path("var"), description="local state: RocksDB tables, checkpoints, registry, broker")
+    registry_dir: Path | None = Field(None, description="model registry (default DATA_DIR/registry)")
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=1, le=65535)
+    auth_token: str | None = Field(None, description="bearer token required by every page but /metrics and /health")
+    log_level: str = "info"
+    top_k: int = Field(10, ge=1, le=100)
+    recent_max: int = Field(50, ge=1, le=500, description="items kept in a user's recent sequence")
+    purchased_max: int = Field(200, ge=1, description="purchased items remembered per user (never recommended)")
+    batch_max: int = Field(256, ge=1, description="largest micro-batch scored in one pass")
+    batch_wait_ms: float = Field(2.0, ge=0, description="how long a micro-batch waits to fill")
+    queue_max: int = Field(2048, ge=1, description="events waiting to be scored before ingest waits")
+    checkpoint_interval_s: float = Field(30.0, gt=0, description="online model checkpoint period")
+    model_poll_s: float = Field(1.0, gt=0, description="how often workers look for a promoted deep model")
+    return_horizon_s: float = Field(7 * 86400.0, gt=0, description="horizon of the return-probability model")
+    popularity_half_life_s: float = Field(86400.0, gt=0)
+    rocksdb_block_cache_mb: int = Field(32, ge=1, description="RocksDB block cache per partition database")
+    standby_replicas: int = Field(0, ge=0, description="standby table replicas for fast failover")
+
+    # Local broker (streamrec kafka up)
+    kafka_cache_dir: Path = Field(Path.home() / ".cache" / "streamrec" / "kafka", description="cached Kafka jars")
+    kafka_data_dir: Path = Field(Path("var") / "kafka", description="the local broker's logs and storage")
+
+    @field_validator("broker")
+    @classmethod
+    def _check_broker(cls, v: str) -> str:
+        for url in v.split(","):
+            rest = url.strip().removeprefix("kafka://")
+            host, sep, port = rest.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"STREAMREC_BROKER must look like kafka://host:port, got {v!r}")
+        return v
+
+    @property
+    def bootstrap(self) -> str:
+        """Bootstrap servers without the ``kafka://`` scheme, as kafka-python and aiokafka want them."""
+        return ",".join(u.strip().removeprefix("kafka://") for u in self.broker.split(","))
+
+    @property
+    def broker_host_port(self) -> tuple[str, int]:
+        host, _, port = self.bootstrap.split(",")[0].rpartition(":")
+        return host, int(port)
+
+    @property
+    def registry_path(self) -> Path:
+        return self.registry_dir or self.data_dir / "registry"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{self.web_host}:{self.web_port}"
+
+    def topic_partitions(self) -> dict[str, int]:
+        """The topics streamrec reads and writes, with the partition counts it creates them with."""
+        return {
+            self.events_topic: self.events_partitions,
+            self.recommendations_topic: self.events_partitions,
+            self.dlq_topic: 1,
+        }
+
+    def kafka_client_kwargs(self) -> dict:
+        """Security options in kafka-python / aiokafka spelling (empty for plaintext)."""
+        kw: dict = {}
+        if self.security_protocol != "PLAINTEXT":
+            kw["security_protocol"] = self.security_protocol
+        if self.security_protocol.startswith("SASL"):
+            kw.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password,
+            )
+        return kw
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return Settings()
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a settings field, e.g. ``web_port`` -> ``STREAMREC_WEB_PORT``."""
+    return "STREAMREC_" + field.upper()
+
+
+__all__ = ["Settings", "get_settings", "env_name"]

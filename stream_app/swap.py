@@ -1,0 +1,103 @@
+"""Hot-swapping the deep model: watch the registry, load and check off the event loop, swap
+one reference between batches, keep the previous model for rollback.
+
+A corrupt or mismatched artifact is refused, logged and counted; the model in service stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from pathlib import Path
+
+from models.base import UserContext
+from stream_app import metrics
+
+log = logging.getLogger(__name__)
+
+GOLDEN_USERS = [
+    UserContext("golden-empty"),
+    UserContext("golden-short", recent_items=("unknown-item",)),
+]
+
+
+class ModelWatcher:
+    """Polls the registry's promoted version and swaps it into a :class:`Pipeline`."""
+
+    def __init__(self, pipeline, registry_root: Path, history: int = 50) -> None:
+        self.pipeline = pipeline
+        self.registry_root = Path(registry_root)
+        self.history: deque[dict] = deque(maxlen=history)
+        self.previous = None
+        self.refused: set[str] = set()
+        self._registry = None
+
+    @property
+    def serving(self) -> str | None:
+        deep = self.pipeline.ranker.deep
+        return deep.version if deep is not None else None
+
+    def _load_checked(self, version: str):
+        """Runs in a worker thread: verify, load, check finite scores, warm up."""
+        from models.registry import Registry
+
+        if self._registry is None:
+            self._registry = Registry(self.registry_root)
+        model = self._registry.load(version)
+        golden = GOLDEN_USERS + [
+            UserContext("golden-known", recent_items=tuple(model.vocab_items()[:5]))
+        ] if hasattr(model, "vocab_items") else GOLDEN_USERS
+        model.check(golden)
+        model.rank_many(golden, 10, [frozenset()] * len(golden))  # warm-up
+        return model
+
+    def _current(self) -> str | None:
+        from models.registry import Registry
+
+        if not self.registry_root.exists():
+            return None
+        if self._registry is None:
+            self._registry = Registry(self.registry_root)
+        return self._registry.current()
+
+    async def check_once(self) -> str | None:
+        """Swap in the promoted version if it differs from the one serving; return the outcome."""
+        try:
+            wanted = await asyncio.to_thread(self._current)
+        except Exception as exc:
+            log.warning("model registry at %s unreadable: %s", self.registry_root, exc)
+            return None
+        if wanted is None or wanted == self.serving or wanted in self.refused:
+            return None
+        t0 = time.perf_counter()
+        try:
+            model = await asyncio.to_thread(self._load_checked, wanted)
+        except Exception as exc:
+            self.refused.add(wanted)
+            metrics.SWAPS.labels("refused").inc()
+            self.history.append({"at": time.time(), "version": wanted, "ok": False, "reason": str(exc)})
+            log.error("refused deep model %s: %s; still serving %s", wanted, exc, self.serving)
+            return "refused"
+        load_s = time.perf_counter() - t0
+        old = self.serving
+        t1 = time.perf_counter()
+        self.previous = self.pipeline.ranker.deep
+        self.pipeline.ranker.set_deep(model)  # one reference: the next batch uses the new model
+        swap_ms = (time.perf_counter() - t1) * 1000
+        metrics.MODEL_INFO.clear()
+        metrics.MODEL_INFO.labels(wanted).set(1)
+        metrics.SWAPS.labels("ok").inc()
+        self.history.append(
+            {"at": time.time(), "version": wanted, "ok": True, "from": old,
+             "load_s": round(load_s, 3), "swap_ms": round(swap_ms, 4)}
+        )
+        log.info("deep model %s in service (was %s); loaded and checked in %.2fs", wanted, old, load_s)
+        return "swapped"
+
+    async def run(self, interval_s: float) -> None:
+        while True:
+            await self.check_once()
+            await asyncio.sleep(interval_s)
+

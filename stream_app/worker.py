@@ -1,0 +1,20 @@
+"""Start a Faust worker of the streamrec app (what ``streamrec worker`` runs)."""
+
+from __future__ import annotations
+
+import logging
+
+from stream_app.settings import get_settings
+
+
+def run_worker() -> None:
+    import faust
+
+    from stream_app import agents, web  # noqa: F401  (registers agents, tasks and views)
+    from stream_app.app import app
+
+    s = get_settings()
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    worker = faust.Worker(app, loglevel=s.log_level, redirect_stdouts=False)
+    worker.execute_from_commandline()

@@ -1,0 +1,138 @@
+"""End-to-end through the real broker: events in, recommendations and dead letters out."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import orjson
+import pytest
+
+from tests.integration.conftest import Worker, event, producer, read_all, send_events
+
+pytestmark = pytest.mark.integration
+
+INVALID = [
+    (b"u-bad", b"{not json"),
+    (b"u-bad", b"\xff\xfe\x00garbage"),
+    (b"u-bad", b""),
+    (b"u-bad", None),  # tombstone
+    (b"u-bad", orjson.dumps({"event_id": "x", "user_id": "u-bad", "item_id": "i", "type": "like", "ts": 1})),
+    (b"u-bad", b'{"event_id":"x","user_id":"u-bad","item_id":"i","type":"click","ts":NaN}'),
+    (b"u-bad", orjson.dumps({"event_id": "x", "user_id": "u-bad", "item_id": "i", "type": "click"})),
+    (b"u-bad", orjson.dumps({"event_id": "x", "user_id": "u-bad", "item_id": "i" * 200, "type": "click", "ts": 1})),
+    (b"u-bad", b'{"event_id":"x","user_id":"u-bad","item_id":"i","type":"click","ts":1,"pad":"'
+     + b"a" * 70_000 + b'"}'),
+    (b"someone-else", orjson.dumps({"event_id": "x", "user_id": "u-bad", "item_id": "i", "type": "click", "ts": 1})),
+    (None, orjson.dumps({"event_id": "x", "user_id": "u-bad", "item_id": "i", "type": "click", "ts": 1})),
+    (b"u-bad", orjson.dumps([1, 2, 3])),
+]
+
+
+def test_valid_events_get_one_recommendation_each_and_invalid_go_to_dlq(pipeline, workers):
+    rng = random.Random(1)
+    valid = [event(i, f"u-{rng.randrange(30)}", f"i-{rng.randrange(60)}",
+                   rng.choice(["view", "click", "add_to_cart", "purchase"])) for i in range(400)]
+    w = Worker(pipeline)
+    workers.append(w.start())
+    p = producer(pipeline.bootstrap)
+    bad_iter = iter(INVALID)
+    for i, ev in enumerate(valid):
+        p.send(pipeline.events, key=ev["user_id"].encode(), value=orjson.dumps(ev))
+        if i % 30 == 0:
+            bad = next(bad_iter, None)
+            if bad is not None:
+                p.send(pipeline.events, key=bad[0], value=bad[1])
+    for bad in bad_iter:
+        p.send(pipeline.events, key=bad[0], value=bad[1])
+    p.flush()
+
+    recs = read_all(pipeline.bootstrap, pipeline.recommendations, len(valid), timeout=90)
+    dlq = read_all(pipeline.bootstrap, pipeline.dlq, len(INVALID), timeout=30)
+    assert len(recs) == len(valid), w.log_tail()
+    assert len(dlq) == len(INVALID)
+
+    by_id = {orjson.loads(r.value)["event_id"]: r for r in recs}
+    assert set(by_id) == {ev["event_id"] for ev in valid}
+    # dead letters keep the original bytes and key, and say why and where from
+    originals = {(k, v) for k, v in INVALID}
+    for r in dlq:
+        headers = dict(r.headers)
+        assert (r.key, r.value) in originals
+        assert headers["error"] and headers["topic"] == pipeline.events.encode()
+        assert headers["partition"].isdigit() and headers["offset"].isdigit()
+
+    # never a purchased item, never the item just touched, at most K, no duplicates
+    purchased: dict[str, set] = {}
+    for ev in valid:
+        rec = orjson.loads(by_id[ev["event_id"]].value)
+        if ev["type"] == "purchase":
+            purchased.setdefault(ev["user_id"], set()).add(ev["item_id"])
+        items = [i["item_id"] for i in rec["items"]]
+        assert len(items) <= 10 and len(items) == len(set(items))
+        assert ev["item_id"] not in items
+        assert not purchased.get(ev["user_id"], set()) & set(items)
+        assert by_id[ev["event_id"]].key == ev["user_id"].encode()
+
+    # the worker is still alive and serves the contract look-ups
+    status, body = w.get("/users/u-1/state")
+    assert status == 200
+    state = orjson.loads(body)
+    expected = {t: sum(1 for e in valid if e["user_id"] == "u-1" and e["type"] == t)
+                for t in ("view", "click", "add_to_cart", "purchase")}
+    assert state["counts"] == expected
+    status, body = w.get("/users/u-1/recommendations")
+    assert status == 200 and orjson.loads(body)["user_id"] == "u-1"
+    assert w.get("/users/nobody/state")[0] == 404
+
+
+def test_kill9_mid_stream_loses_and_duplicates_nothing(pipeline, workers):
+    rng = random.Random(2)
+    n_users = 25
+    events = [event(i, f"u-{rng.randrange(n_users)}", f"i-{rng.randrange(80)}",
+                    rng.choice(["view", "view", "click", "add_to_cart", "purchase"])) for i in range(3000)]
+    w = Worker(pipeline, "w1", STREAMREC_BATCH_WAIT_MS="1")
+    workers.append(w.start())
+    p = producer(pipeline.bootstrap)
+    for i, ev in enumerate(events):
+        p.send(pipeline.events, key=ev["user_id"].encode(), value=orjson.dumps(ev))
+        if i == 1500:
+            p.flush()
+            # let it process part of the stream, then kill it without warning
+            read_all(pipeline.bootstrap, pipeline.recommendations, 300, timeout=60)
+            w.kill9()
+    p.flush()
+    w2 = Worker(pipeline, "w1")  # same data dir, as after a crash
+    workers.append(w2.start())
+    recs = read_all(pipeline.bootstrap, pipeline.recommendations, len(events), timeout=120)
+    got_ids = {orjson.loads(r.value)["event_id"] for r in recs}
+    assert got_ids == {e["event_id"] for e in events}, "every event gets a recommendation (duplicates allowed)"
+
+    expected: dict[str, dict[str, int]] = {}
+    for ev in events:
+        c = expected.setdefault(ev["user_id"], {"view": 0, "click": 0, "add_to_cart": 0, "purchase": 0})
+        c[ev["type"]] += 1
+    deadline = time.monotonic() + 30
+    mismatched = list(expected)
+    while mismatched and time.monotonic() < deadline:
+        mismatched = []
+        for user, counts in expected.items():
+            status, body = w2.get(f"/users/{user}/state")
+            if status != 200 or orjson.loads(body)["counts"] != counts:
+                mismatched.append((user, status, body[:200]))
+        time.sleep(0.5)
+    assert not mismatched, mismatched[:3]
+
+
+def test_state_and_recommendations_respect_purchases(pipeline, workers):
+    events = [event(i, "u-buyer", f"i-{i % 5}", "purchase" if i % 5 == 0 else "click") for i in range(20)]
+    events += [event(100 + i, f"u-{i}", f"i-{i % 5}", "click") for i in range(20)]
+    w = Worker(pipeline)
+    workers.append(w.start())
+    send_events(pipeline.bootstrap, pipeline.events, events)
+    recs = read_all(pipeline.bootstrap, pipeline.recommendations, len(events), timeout=60)
+    assert len(recs) == len(events)
+    for r in recs:
+        msg = orjson.loads(r.value)
+        if msg["user_id"] == "u-buyer" and msg["event_id"] != "e-0":
+            assert "i-0" not in {i["item_id"] for i in msg["items"]}
