@@ -40,6 +40,16 @@ watcher = ModelWatcher(pipeline, settings.registry_path)
 _ingest_stream = None
 
 
+class Outbox:
+    """Where the agents' output records go: Faust's producer (buffered; flushed before each commit)."""
+
+    async def send(self, topic: str, key: bytes | None, value: bytes | None, headers: list | None = None):
+        return await app.producer.send(topic, key, value, None, None, headers)
+
+
+outbox = Outbox()
+
+
 def reason_category(reason: str) -> str:
     """A short, bounded label for the DLQ metric (the full reason goes in the record header)."""
     r = reason.lower()
@@ -63,7 +73,7 @@ async def dead_letter(key: bytes | None, value: bytes | None, topic: str, partit
         ("partition", str(partition).encode()),
         ("offset", str(offset).encode()),
     ]
-    await app.producer.send(DLQ, key, value, None, None, headers)
+    await outbox.send(DLQ, key, value, headers)
 
 
 @app.agent(events_topic, name="ingest")
@@ -110,7 +120,7 @@ async def ingest(stream):
 
 
 async def _send_recommendation(key: bytes, value: bytes):
-    return await app.producer.send(RECOMMENDATIONS, key, value, None, None, None)
+    return await outbox.send(RECOMMENDATIONS, key, value)
 
 
 async def _ack(event) -> None:

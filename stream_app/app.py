@@ -40,8 +40,9 @@ def create_app(s: Settings | None = None) -> faust.App:
         value_serializer="raw",
         processing_guarantee="at_least_once",
         table_standby_replicas=s.standby_replicas,
-        web_host=s.web_host,
-        web_bind=s.web_host,
+        web_host=s.advertised_web_host,
+        web_bind=s.web_bind or s.web_host,
+        canonical_url=f"http://{s.advertised_web_host}:{s.web_port}",
         web_port=s.web_port,
         web_in_thread=False,
         # Serve only the contract's views: no table dumps, no router or debug pages.

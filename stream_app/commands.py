@@ -74,7 +74,11 @@ def register(cli: typer.Typer, model_cli: typer.Typer, user_error: type[Exceptio
 
                 events = read_topic(s.bootstrap, s.events_topic, max_events, progress, s.kafka_client_kwargs())
             if len(events) < 10:
-                raise user_error(f"only {len(events)} events to train on; produce some first")
+                if period is None:
+                    raise user_error(f"only {len(events)} events to train on; produce some first")
+                typer.echo(f"only {len(events)} events so far; next try in {period:.0f}s", err=True)
+                time.sleep(period)
+                continue
             t0 = time.perf_counter()
             result = train_model(events, TrainConfig(epochs=epochs, dim=dim), device=device, progress=progress)
             version, promoted = registry.save(result, promote_if_better=True, tolerance=tolerance)
@@ -86,6 +90,46 @@ def register(cli: typer.Typer, model_cli: typer.Typer, user_error: type[Exceptio
             if period is None:
                 return
             time.sleep(period)
+
+    @cli.command("eval")
+    def eval_cmd(
+        dataset: Path = typer.Option(..., "--dataset", help="dataset file (ratings.csv, events.csv, ...)"),
+        fmt: str = typer.Option(..., "--format", "-f", help="jsonl | movielens | retailrocket | otto | taobao"),
+        out: Path = typer.Option(..., "--out", help="where to write the JSON result"),
+        retrain_every: int = typer.Option(0, "--retrain-every", help="events between deep retrainings (0 = a fifth)",
+                                          min=0),
+        epochs: int = typer.Option(5, "--epochs", help="epochs per retraining", min=1),
+        limit: int = typer.Option(0, "--limit", help="use only the first N events in time order (0 = all)", min=0),
+        every: int = typer.Option(1, "--every", help="score every n-th event (all are learned)", min=1),
+        half_life: float = typer.Option(0.0, "--half-life", help="popularity half-life in seconds (0 = no decay)",
+                                        min=0),
+        device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda for retraining"),
+        markdown: Optional[Path] = typer.Option(None, "--markdown", help="also append a Markdown table here"),
+        progress: bool = typer.Option(True, "--progress/--no-progress"),
+    ) -> None:
+        """Prequential evaluation of popularity, cooccurrence, online, deep and hybrid in one replay."""
+        from stream_app.evaluation import markdown_table, run_eval, write_result
+        from stream_app.eventlog import read_file
+
+        _check_format(fmt)
+        if not dataset.exists():
+            raise user_error(f"no such file: {dataset}")
+        events = read_file(dataset, fmt)
+        if limit:
+            events = events[:limit]
+        try:
+            result = run_eval(events, dataset.name if dataset.name not in ("ratings.csv", "events.csv",
+                                                                            "train.jsonl") else
+                              f"{dataset.parent.name}/{dataset.name}", retrain_every or None, epochs, device,
+                              half_life or None, every, progress)
+        except ValueError as exc:
+            raise user_error(str(exc)) from None
+        write_result(result, out)
+        table = markdown_table(result)
+        if markdown is not None:
+            with open(markdown, "a") as fh:
+                fh.write("\n" + table)
+        typer.echo(table)
 
     @model_cli.command("list")
     def model_list(json_out: bool = typer.Option(False, "--json")) -> None:
@@ -121,3 +165,41 @@ def register(cli: typer.Typer, model_cli: typer.Typer, user_error: type[Exceptio
 
         version = Registry(get_settings().registry_path).rollback()
         typer.echo(f"rolled back to {version}")
+
+    @cli.command("bench")
+    def bench(
+        out: Path = typer.Option(..., "--out", help="where to write the JSON report"),
+        quick: bool = typer.Option(False, "--quick", help="tiny sizes (a smoke run of about a minute)"),
+        items: Optional[str] = typer.Option(None, "--items",
+                                            help="catalogue sizes, comma separated (default 10000,50000,100000)"),
+        events: Optional[int] = typer.Option(None, "--events", "-n", help="backlog events per catalogue"),
+        users: Optional[int] = typer.Option(None, "--users", help="synthetic users"),
+        skip_naive: bool = typer.Option(False, "--skip-naive", help="do not measure the per-event pipeline"),
+        skip_ceiling: bool = typer.Option(False, "--skip-ceiling", help="do not measure the passthrough ceiling"),
+        skip_swap: bool = typer.Option(False, "--skip-swap", help="do not measure a hot swap under load"),
+    ) -> None:
+        """End-to-end benchmark through the broker: throughput, latency, ceiling, naive, swap, memory."""
+        import sys
+
+        from stream_app.bench import run_bench, summary_table
+
+        sizes: list[int] | None = None
+        if items is not None:
+            try:
+                sizes = [int(x) for x in items.replace(" ", "").split(",") if x]
+            except ValueError:
+                raise typer.BadParameter(f"{items!r} is not a comma-separated list of integers",
+                                         param_hint="--items") from None
+            if not sizes or min(sizes) < 10:
+                raise typer.BadParameter("catalogue sizes must be integers >= 10", param_hint="--items")
+        if events is not None and events < 100:
+            raise typer.BadParameter(f"{events} is too few; the backlog needs >= 100 events", param_hint="--events")
+        if users is not None and users < 1:
+            raise typer.BadParameter("--users must be >= 1", param_hint="--users")
+        if out.exists() and out.is_dir():
+            raise typer.BadParameter(f"{out} is a directory", param_hint="--out")
+        report = run_bench(get_settings(), out, quick=quick, items=sizes, events=events, users=users,
+                           skip_naive=skip_naive, skip_ceiling=skip_ceiling, skip_swap=skip_swap,
+                           command=["streamrec", *sys.argv[1:]], log=lambda m: typer.echo(m, err=True))
+        typer.echo(summary_table(report))
+        typer.echo(f"report written to {out}")

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from schemas import encode
-from stream_app import metrics
+from stream_app import metrics, stats
 from stream_app.pipeline import Pending, Pipeline
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,7 @@ class Scorer:
         if self.last_output_at:
             self.max_gap_s = max(self.max_gap_s, now - self.last_output_at)
         self.last_output_at = now
+        stats.LATENCIES.extend([now - p.received for p in batch])
         for p in batch:
             metrics.LATENCY.observe(now - p.received)
             await ack(p.handle)

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     registry_dir: Path | None = Field(None, description="model registry (default DATA_DIR/registry)")
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535)
+    web_bind: str | None = Field(None, description="address the web server binds (default: WEB_HOST)")
     auth_token: str | None = Field(None, description="bearer token required by every page but /metrics and /health")
     log_level: str = "info"
     top_k: int = Field(10, ge=1, le=100)
@@ -83,6 +84,15 @@ class Settings(BaseSettings):
     @property
     def registry_path(self) -> Path:
         return self.registry_dir or self.data_dir / "registry"
+
+    @property
+    def advertised_web_host(self) -> str:
+        """The host other workers use to reach this one (the machine's name when bound to all addresses)."""
+        if self.web_host in ("0.0.0.0", "::", ""):
+            import socket
+
+            return socket.gethostname()
+        return self.web_host
 
     @property
     def web_url(self) -> str:

@@ -11,6 +11,7 @@ def run_worker() -> None:
     import faust
 
     from stream_app import agents, web  # noqa: F401  (registers agents, tasks and views)
+    from stream_app import dashboard  # noqa: F401  (the operator dashboard and /api/stats)
     from stream_app.app import app
 
     s = get_settings()
