@@ -4,15 +4,20 @@
 (optionally) a deep retriever, describes every (user, candidate) pair with the features in
 :data:`FEATURES`, and scores them with the weights of a River ``LogisticRegression``.
 
+Ranking is batched: :meth:`OnlineRanker.rank_many_with_sources` scores a whole wave of users
+with a few numpy calls over a :class:`~models.candidates.CandidateIndex` (integer item ids, the
+co-occurrence rows and popularity figures as arrays): one feature matrix for every (user,
+candidate) pair of the wave, one product with the River model's weight vector, one stable sort.
+
 Learning is pairwise (RankNet style).  Each ranking for a user is remembered as the user's
-impression: the best ``memory_items`` candidates with their features, in a bounded LRU over
-``memory_users`` users (a compact float32 array per user).  The user's next event labels it:
-when the chosen item is among the remembered candidates, the model learns that the chosen
-item beats (a) the shown items ranked above it that the user skipped and (b) a few sampled
-remembered candidates, i.e. ``learn_one(x_chosen - x_other, True)`` without intercept.  A
-chosen item the retrievers did not propose teaches the reranker nothing (it cannot reorder
-what it is not given) and only trains the retrievers.  Per event this is a few River updates
-on ~15 features, tens of microseconds in all.
+impression: the best ``memory_items`` candidates with their feature rows (float32), in a
+bounded LRU over ``memory_users`` users.  The user's next event labels it: when the chosen item
+is among the remembered candidates, the model learns that the chosen item beats (a) the
+``max_skipped`` shown items ranked just above it that the user skipped and (b) ``n_sampled``
+random remembered candidates, i.e. ``learn_one(x_chosen - x_other, True)`` without intercept.
+One skipped and one sampled pair (the defaults) learn as well as more pairs on MovieLens and
+cost two River updates at most.  A chosen item the retrievers did not propose teaches the
+reranker nothing (it cannot reorder what it is not given) and only trains the retrievers.
 
 >>> from models.base import Interaction, UserContext
 >>> m = OnlineRanker()
@@ -31,13 +36,14 @@ from __future__ import annotations
 
 import math
 import random
-from array import array
 from collections import OrderedDict
 from collections.abc import Collection, Sequence
 
+import numpy as np
 from river import linear_model, optim
 
 from models.base import EVENT_WEIGHTS, Interaction, Ranked, Recommender, UserContext
+from models.candidates import CHUNK_USERS, CandidateIndex
 from models.checkpoint import dump, load
 from models.cooccurrence import CooccurrenceRecommender
 from models.popularity import PopularityRecommender
@@ -72,6 +78,8 @@ class OnlineRanker(Recommender):
     ``popularity``/``cooccurrence`` are trained by this model (a co-occurrence model built
     here shares the popularity model as its cold-start fallback); ``deep`` is only used to
     retrieve and is replaced from outside (see :class:`models.hybrid.HybridRecommender`).
+    Retrievers passed in may be pre-trained (their state is mirrored into :attr:`index` here),
+    but from then on they must learn only through this model's :meth:`learn_one`.
     """
 
     name = "online"
@@ -86,8 +94,8 @@ class OnlineRanker(Recommender):
         n_deep: int = 50,
         memory_items: int = 30,
         memory_users: int = 50_000,
-        n_sampled: int = 2,
-        max_skipped: int = 4,
+        n_sampled: int = 1,
+        max_skipped: int = 1,
         lr: float = 0.05,
         l2: float = 1e-5,
         seed: int = 0,
@@ -109,86 +117,154 @@ class OnlineRanker(Recommender):
         self.model = linear_model.LogisticRegression(optimizer=optim.SGD(lr), l2=l2, intercept_lr=0.0)
         for feat, w in PRIOR.items():
             self.model._weights[feat] = w
-        self.memory: OrderedDict[str, tuple[tuple[str, ...], array]] = OrderedDict()
+        self.memory: OrderedDict[str, tuple[tuple[int, ...], np.ndarray]] = OrderedDict()
+        """Per user: the remembered candidates (item ids of :attr:`index`) and their feature rows."""
+        self.index = CandidateIndex(self.cooccurrence, self.popularity.counts)
+        self._counts = np.zeros(0)
+        self._log_scores = np.zeros(0)
+        self._grow_items()
+        pop = self.popularity
+        for item, c in pop.counts.items():
+            self._counts[self.index.ids[item]] = c
+        for item, ls in pop.log_scores.items():
+            self._log_scores[self.index.ids[item]] = ls
+        self._pop_cache: tuple[int, np.ndarray] = (-1, np.zeros(0, np.int64))
         self.n_learned = 0
         self.n_pairs = 0
         self._rng = random.Random(seed)
 
     # -- features -------------------------------------------------------------------------
-    def _candidates(
-        self, users: Sequence[UserContext], excludes: Sequence[Collection[str]]
-    ) -> list[tuple[list[str], list[tuple[float, ...]], list[str]]]:
-        """Per user: candidate items, their feature rows and their source labels."""
-        p = self.params
+    def _pop_top(self) -> tuple[np.ndarray, float]:
+        """Ids of the popularity leaderboard's head (for ranks) and log1p of the top decayed score."""
         pop = self.popularity
-        board = pop.leaderboard()[: p["n_popular"] + 20]
-        pop_rank = {item: r for r, (item, _) in enumerate(board)}
-        top_dec = math.log1p(board[0][1]) if board else 0.0
-        log_max = math.log1p(pop.max_count)
-        deep_lists = None
-        if self.deep is not None:
-            deep_lists = self.deep.rank_many(list(users), p["n_deep"], list(excludes))
-        out = []
-        for ui, user in enumerate(users):
-            excl = excludes[ui]
-            votes = self.cooccurrence.neighbor_scores(user)
-            cooc_top = sorted(((-s, b) for b, s in votes.items()), key=lambda t: t)[: p["n_cooc"]]
-            cooc_rank = {b: r for r, (_, b) in enumerate(cooc_top)}
-            best_vote = -cooc_top[0][0] if cooc_top else 1.0
-            last = self.cooccurrence.last_item_scores(user)
-            deep_rank: dict[str, int] = {}
-            deep_rel: dict[str, float] = {}
-            if deep_lists is not None:
-                dl = deep_lists[ui]
-                if dl:
-                    hi, lo = dl[0][1], dl[-1][1]
-                    span = hi - lo if hi > lo else 1.0
-                    for r, (item, s) in enumerate(dl):
-                        deep_rank[item] = r
-                        deep_rel[item] = (s - lo) / span
-            recent_pos = {item: i for i, item in enumerate(reversed(user.recent_items))}
-            n_events = sum(user.counts.values()) if user.counts else len(user.recent_items)
-            cold = n_events < 3
-            shown = set(user.shown)
-            cands: dict[str, None] = {}
-            for item in deep_rank:
-                cands[item] = None
-            for _, item in cooc_top:
-                cands[item] = None
-            for item, _ in board[: p["n_popular"]]:
-                cands[item] = None
-            items, rows, sources = [], [], []
-            for item in cands:
-                if item in excl:
-                    continue
-                pr, cr, dr = pop_rank.get(item), cooc_rank.get(item), deep_rank.get(item)
-                rp = recent_pos.get(item)
-                pop_rr = 1.0 / (1 + pr) if pr is not None else 0.0
-                row = (
-                    pop_rr,
-                    math.log1p(pop.counts.get(item, 0.0)) / log_max if log_max > 0 else 0.0,
-                    math.log1p(pop.score(item)) / top_dec if top_dec > 0 else 0.0,
-                    1.0 / (1 + cr) if cr is not None else 0.0,
-                    votes.get(item, 0.0) / best_vote,
-                    last.get(item, 0.0),
-                    1.0 / (1 + dr) if dr is not None else 0.0,
-                    deep_rel.get(item, 0.0),
-                    1.0 if rp is not None else 0.0,
-                    1.0 / (1 + rp) if rp is not None else 0.0,
-                    pop_rr if cold else 0.0,
-                    1.0 if item in shown else 0.0,
-                    ((pr is not None) + (cr is not None) + (dr is not None)) / 3.0,
-                )
-                best = min((r, i) for i, r in enumerate((dr, cr, pr)) if r is not None)
-                items.append(item)
-                rows.append(row)
-                sources.append(SOURCES[best[1]])
-            out.append((items, rows, sources))
-        return out
+        n = self.params["n_popular"] + 20
+        if self._pop_cache[0] != pop.top_version:
+            intern = self.index.intern
+            self._pop_cache = (pop.top_version, np.array([intern(i) for i in pop.top_items(n)], np.int64))
+        ids = self._pop_cache[1]
+        top_dec = math.log1p(pop.score(self.index.names[int(ids[0])])) if len(ids) else 0.0
+        return ids, top_dec
 
-    def _weights(self) -> list[float]:
+    def _score_chunk(self, users: Sequence[UserContext], excludes: Sequence[Collection[str]], w: np.ndarray):
+        """Every candidate of a chunk of users: (user row, item id, score, source, feature rows)."""
+        p = self.params
+        idx = self.index
+        cap = idx.capacity
+        n_users = len(users)
+        pop_ids, top_dec = self._pop_top()
+        n_pop = len(pop_ids)
+        # candidate entries: deep (src 0), co-occurrence (src 1), popularity (src 2)
+        parts_u, parts_i, parts_s, parts_r, parts_rel = [], [], [], [], []
+        if self.deep is not None:
+            du, di, dr, drel = [], [], [], []
+            intern = idx.intern
+            for u, lst in enumerate(self.deep.rank_many(list(users), p["n_deep"], list(excludes))):
+                if not lst:
+                    continue
+                hi, lo = lst[0][1], lst[-1][1]
+                span = hi - lo if hi > lo else 1.0
+                for r, (item, s) in enumerate(lst):
+                    du.append(u)
+                    di.append(intern(item))
+                    dr.append(r)
+                    drel.append((s - lo) / span)
+            cap = idx.capacity  # interning may have grown the index
+            parts_u.append(np.array(du, np.int64))
+            parts_i.append(np.array(di, np.int64))
+            parts_s.append(np.zeros(len(du), np.int64))
+            parts_r.append(np.array(dr, np.int64))
+            parts_rel.append(np.array(drel, float))
+        v = idx.votes(users, p["n_cooc"])
+        parts_u.append(v.users)
+        parts_i.append(v.items)
+        parts_s.append(np.ones(len(v.users), np.int64))
+        parts_r.append(v.rank)
+        parts_rel.append(np.zeros(len(v.users)))
+        parts_u.append(np.repeat(np.arange(n_users, dtype=np.int64), n_pop))
+        parts_i.append(np.tile(pop_ids, n_users))
+        parts_s.append(np.full(n_users * n_pop, 2, np.int64))
+        pr_all = np.tile(np.arange(n_pop, dtype=np.int64), n_users)
+        parts_r.append(pr_all)
+        parts_rel.append(np.zeros(n_users * n_pop))
+        eu, ei, es, er, erel = (np.concatenate(a) for a in (parts_u, parts_i, parts_s, parts_r, parts_rel))
+        is_cand = (es != 2) | (er < p["n_popular"])
+        n = len(eu)
+        if n == 0:
+            z = np.zeros(0, np.int64)
+            return z, z, np.zeros(0), z, np.zeros((0, F))
+        ekeys = eu * cap + ei
+        if len(self._counts) < cap:
+            self._grow_items()
+        # votes of every entry (an item may be voted for without being in the user's top)
+        at = idx.lookup(ekeys, v.all_keys)
+        if len(v.all_keys):
+            has_vote = at >= 0
+            e_vote = np.where(has_vote, v.all_votes[np.maximum(at, 0)], 0.0)
+            e_last = np.where(has_vote, v.all_last[np.maximum(at, 0)], 0.0)
+        else:
+            e_vote = e_last = np.zeros(n)
+        # group the entries per (user, item): one representative each
+        stamp = idx._stamp
+        ar = np.arange(n, dtype=np.int32)
+        stamp[ekeys] = ar
+        rep = stamp[ekeys].astype(np.int64)
+        ranks = np.full((3, n), -1, np.int64)
+        ranks[es, rep] = er
+        deep_rel = np.zeros(n)
+        deep_rel[rep[es == 0]] = erel[es == 0]
+        cand = np.zeros(n, bool)
+        cand[rep[is_cand]] = True
+        sel = np.flatnonzero((rep == ar) & cand)
+        ku, ki, kk = eu[sel], ei[sel], ekeys[sel]
+        dr, cr, pr = ranks[0, sel], ranks[1, sel], ranks[2, sel]
+        # exclusions, recent items, the list shown last
+        ex_keys, _ = idx.keys_of(excludes)
+        keep = idx.lookup(kk, ex_keys) < 0
+        if not keep.all():
+            ku, ki, kk, dr, cr, pr, sel = ku[keep], ki[keep], kk[keep], dr[keep], cr[keep], pr[keep], sel[keep]
+        rec_keys, rec_pos = idx.keys_of([user.recent_items[::-1] for user in users])
+        at_rec = idx.lookup(kk, rec_keys[::-1].copy())  # oldest written first: the latest position wins
+        rec_d = np.full(len(kk), -1, np.int64)
+        found = at_rec >= 0
+        rec_d[found] = rec_pos[::-1][at_rec[found]]
+        sh_keys, _ = idx.keys_of([user.shown for user in users])
+        shown = idx.lookup(kk, sh_keys) >= 0
+        cold = np.array([
+            (sum(user.counts.values()) if user.counts else len(user.recent_items)) < 3 for user in users
+        ], bool)
+        # features (see FEATURES)
+        m = len(ku)
+        X = np.zeros((m, F))
+        in_pop, in_cooc, in_deep = pr >= 0, cr >= 0, dr >= 0
+        pop_rr = np.where(in_pop, 1.0 / (1.0 + np.maximum(pr, 0)), 0.0)
+        pop = self.popularity
+        X[:, 0] = pop_rr
+        if pop.max_count > 0:
+            X[:, 1] = np.log1p(self._counts[ki]) / math.log1p(pop.max_count)
+        if top_dec > 0 and pop.last_ts is not None:
+            X[:, 2] = np.log1p(np.exp(self._log_scores[ki] - pop._lam * pop.last_ts)) / top_dec
+        X[:, 3] = np.where(in_cooc, 1.0 / (1.0 + np.maximum(cr, 0)), 0.0)
+        X[:, 4] = e_vote[sel] / v.best[ku]
+        X[:, 5] = e_last[sel]
+        X[:, 6] = np.where(in_deep, 1.0 / (1.0 + np.maximum(dr, 0)), 0.0)
+        X[:, 7] = deep_rel[sel]
+        X[:, 8] = rec_d >= 0
+        X[:, 9] = np.where(rec_d >= 0, 1.0 / (1.0 + np.maximum(rec_d, 0)), 0.0)
+        X[:, 10] = np.where(cold[ku], pop_rr, 0.0)
+        X[:, 11] = shown
+        X[:, 12] = (in_pop.astype(float) + in_cooc + in_deep) / 3.0
+        big = np.iinfo(np.int64).max
+        src = np.argmin(np.stack([np.where(r >= 0, r, big) for r in (dr, cr, pr)]), axis=0)
+        return ku, ki, X @ w, src, X
+
+    def _weights(self) -> np.ndarray:
         w = self.model._weights
-        return [w.get(name, 0.0) for name in FEATURES]
+        return np.array([w.get(name, 0.0) for name in FEATURES])
+
+    def _score_wave(self, users, excludes):
+        w = self._weights()
+        for lo in range(0, len(users), CHUNK_USERS):
+            yield lo, self._score_chunk(users[lo : lo + CHUNK_USERS], excludes[lo : lo + CHUNK_USERS], w)
 
     # -- ranking --------------------------------------------------------------------------
     def rank_many_with_sources(
@@ -202,16 +278,30 @@ class OnlineRanker(Recommender):
             excludes = [frozenset()] * len(users)
         if len(excludes) != len(users):
             raise ValueError(f"got {len(excludes)} exclusion sets for {len(users)} users")
-        w = self._weights()
-        keep = self.params["memory_items"]
+        users, excludes = list(users), list(excludes)
+        top = max(k, self.params["memory_items"], 0)
+        k = max(k, 0)
+        names = self.index.names
         results: list[Sourced] = []
-        for user, (items, rows, sources) in zip(users, self._candidates(users, excludes)):
-            scored = sorted(
-                ((sum(a * b for a, b in zip(w, row)), item, row, src) for item, row, src in zip(items, rows, sources)),
-                key=lambda t: (-t[0], t[1]),
-            )
-            results.append([(item, s, src) for s, item, _, src in scored[: max(k, 0)]])
-            self._remember(user.user_id, scored[:keep])
+        for lo, (ku, ki, score, src, X) in self._score_wave(users, excludes):
+            n_users = min(CHUNK_USERS, len(users) - lo)
+            order = np.argsort(-score, kind="stable")
+            order = order[np.argsort(ku[order].astype(np.int16), kind="stable")]
+            cnt = np.bincount(ku, minlength=n_users)
+            starts = np.cumsum(cnt) - cnt
+            rank = np.arange(len(order)) - starts[ku[order]]
+            order = order[rank < top]
+            ends = np.cumsum(np.minimum(cnt, top)).tolist()
+            items_l = ki[order].tolist()
+            score_l = score[order].tolist()
+            src_l = src[order].tolist()
+            rows = X[order].astype(np.float32)
+            a = 0
+            for u in range(n_users):
+                b = ends[u]
+                results.append([(names[i], s, SOURCES[c]) for i, s, c in zip(items_l[a : a + k], score_l[a : a + k], src_l[a : a + k])][: b - a])
+                self._remember(users[lo + u].user_id, tuple(items_l[a:b]), rows[a:b])
+                a = b
         return results
 
     def rank_with_sources(self, user: UserContext, k: int = 10, exclude: Collection[str] = frozenset()) -> Sourced:
@@ -225,34 +315,33 @@ class OnlineRanker(Recommender):
 
     def predict_one(self, user: UserContext, item_id: str) -> float:
         """The reranker's score of one item (as :meth:`rank` computes it with no exclusions)."""
-        items, rows, _ = self._candidates([user], [frozenset()])[0]
-        w = self._weights()
-        if item_id in items:
-            row = rows[items.index(item_id)]
-        else:  # not proposed by any retriever: only item-level and recency features
-            row = [0.0] * F
-            pop = self.popularity
-            if pop.max_count > 0:
-                row[_IDX["pop_all"]] = math.log1p(pop.counts.get(item_id, 0.0)) / math.log1p(pop.max_count)
-            board = pop.leaderboard()
-            if board and board[0][1] > 0:
-                row[_IDX["pop_decayed"]] = math.log1p(pop.score(item_id)) / math.log1p(board[0][1])
-            rec = list(reversed(user.recent_items))
-            if item_id in rec:
-                row[_IDX["in_recent"]] = 1.0
-                row[_IDX["recent_rr"]] = 1.0 / (1 + rec.index(item_id))
-            row[_IDX["shown_before"]] = 1.0 if item_id in user.shown else 0.0
-        return sum(a * b for a, b in zip(w, row))
+        (_, (_, ki, score, _, _)), = self._score_wave([user], [frozenset()])
+        i = self.index.ids.get(item_id)
+        if i is not None:
+            hit = np.flatnonzero(ki == i)
+            if len(hit):
+                return float(score[hit[0]])
+        # not proposed by any retriever: only item-level and recency features
+        row = [0.0] * F
+        pop = self.popularity
+        if pop.max_count > 0:
+            row[_IDX["pop_all"]] = math.log1p(pop.counts.get(item_id, 0.0)) / math.log1p(pop.max_count)
+        _, top_dec = self._pop_top()
+        if top_dec > 0:
+            row[_IDX["pop_decayed"]] = math.log1p(pop.score(item_id)) / top_dec
+        rec = list(reversed(user.recent_items))
+        if item_id in rec:
+            row[_IDX["in_recent"]] = 1.0
+            row[_IDX["recent_rr"]] = 1.0 / (1 + rec.index(item_id))
+        row[_IDX["shown_before"]] = 1.0 if item_id in user.shown else 0.0
+        return float(np.array(row) @ self._weights())
 
     # -- learning -------------------------------------------------------------------------
-    def _remember(self, user_id: str, scored: list) -> None:
-        flat = array("f")
-        for _, _, row, _ in scored:
-            flat.extend(row)
+    def _remember(self, user_id: str, items: tuple[int, ...], rows: np.ndarray) -> None:
         mem = self.memory
-        mem[user_id] = (tuple(item for _, item, _, _ in scored), flat)
+        mem[user_id] = (items, rows)
         mem.move_to_end(user_id)
-        while len(mem) > self.params["memory_users"]:
+        if len(mem) > self.params["memory_users"]:
             mem.popitem(last=False)
 
     def learn_one(self, user: UserContext, event: Interaction) -> None:
@@ -265,27 +354,52 @@ class OnlineRanker(Recommender):
         self.cooccurrence.learn_one(user, event)
         if self._learn_pop:
             self.popularity.learn_one(user, event)
+        self.index.learn(user, event)
+        i = self.index.ids[event.item_id]
+        if i >= len(self._counts):
+            self._grow_items()
+        item = event.item_id
+        pop = self.popularity
+        self._counts[i] = pop.counts[item]
+        self._log_scores[i] = pop.log_scores[item]
         self.n_learned += 1
 
+    def _grow_items(self) -> None:
+        cap = self.index.capacity
+        for name, fill in (("_counts", 0.0), ("_log_scores", -np.inf)):
+            old = getattr(self, name)
+            new = np.full(cap, fill)
+            new[: len(old)] = old
+            setattr(self, name, new)
+
     def _learn_impression(self, impression, chosen: str, shown: Sequence[str], weight: float) -> None:
-        items, flat = impression
+        items, rows = impression
+        ci = self.index.ids.get(chosen)
         try:
-            pos = items.index(chosen)
+            pos = items.index(ci)
         except ValueError:
             return
         p = self.params
-        shown_set = set(shown) if shown else set(items[:10])
-        others = [i for i in range(pos) if items[i] in shown_set][-p["max_skipped"] :]
-        rest = [i for i in range(len(items)) if i != pos and i not in others]
-        if rest and p["n_sampled"]:
-            others += self._rng.sample(rest, min(p["n_sampled"], len(rest)))
-        xp = flat[pos * F : (pos + 1) * F]
+        if shown:
+            ids = self.index.ids
+            shown_set = {ids.get(s) for s in shown}
+        else:
+            shown_set = set(items[:10])
+        others = [i for i in range(pos) if items[i] in shown_set][-p["max_skipped"] :] if p["max_skipped"] else []
+        if p["n_sampled"] and len(items) > 1:
+            taken = set(others)
+            taken.add(pos)
+            rest = [i for i in range(len(items)) if i not in taken]
+            if rest:
+                others += self._rng.sample(rest, min(p["n_sampled"], len(rest)))
+        if not others:
+            return
+        diffs = (rows[pos] - rows[others]).tolist()
         learn = self.model.learn_one
-        for j in others:
-            xn = flat[j * F : (j + 1) * F]
-            diff = {FEATURES[f]: xp[f] - xn[f] for f in range(F) if xp[f] != xn[f]}
-            if diff:
-                learn(diff, True, w=weight)
+        for diff in diffs:
+            x = {FEATURES[f]: d for f, d in enumerate(diff) if d != 0.0}
+            if x:
+                learn(x, True, w=weight)
                 self.n_pairs += 1
 
     @property

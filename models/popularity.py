@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from bisect import bisect_left, insort
 from collections.abc import Collection
 
 from models.base import EVENT_WEIGHTS, Interaction, Ranked, Recommender, UserContext
@@ -67,7 +68,9 @@ class PopularityRecommender(Recommender):
         self.n_events = 0
         self.last_ts: float | None = None
         self._top: dict[str, float] = {}
-        self._min_item: str | None = None
+        self._order: list[tuple[float, str]] = []
+        self.top_version = 0
+        """Changes whenever the leaderboard's members or order change."""
         self._sorted: list[tuple[str, float]] | None = None
         self.max_count = 0.0
 
@@ -92,22 +95,21 @@ class PopularityRecommender(Recommender):
         self._update_top(item, new)
 
     def _update_top(self, item: str, value: float) -> None:
-        top = self._top
-        if item in top:
-            top[item] = value
-            if item == self._min_item:
-                self._min_item = min(top, key=top.__getitem__)
-            self._sorted = None
-        elif len(top) < self.top_n:
-            top[item] = value
-            if self._min_item is None or value < top[self._min_item]:
-                self._min_item = item
-            self._sorted = None
-        elif value > top[self._min_item]:  # type: ignore[index]
-            del top[self._min_item]  # type: ignore[arg-type]
-            top[item] = value
-            self._min_item = min(top, key=top.__getitem__)
-            self._sorted = None
+        # ``_order`` holds (-log score, item) of the leaderboard, sorted: O(log n) search, one memmove
+        top, order = self._top, self._order
+        old = top.get(item)
+        if old is not None:
+            if old == value:
+                return
+            del order[bisect_left(order, (-old, item))]
+        elif len(top) >= self.top_n:
+            if value <= -order[-1][0]:
+                return
+            del top[order.pop()[1]]
+        top[item] = value
+        insort(order, (-value, item))
+        self._sorted = None
+        self.top_version += 1
 
     # -- scoring --------------------------------------------------------------------------
     def _decayed(self, log_score: float) -> float:
@@ -126,9 +128,16 @@ class PopularityRecommender(Recommender):
     def leaderboard(self) -> list[tuple[str, float]]:
         """The maintained top items with decayed scores, best first (cached between events)."""
         if self._sorted is None:
-            ordered = sorted(self._top.items(), key=lambda kv: (-kv[1], kv[0]))
-            self._sorted = [(item, self._decayed(ls)) for item, ls in ordered]
+            self._sorted = [(item, self._decayed(-neg)) for neg, item in self._order]
         return self._sorted
+
+    def top_items(self, n: int) -> list[str]:
+        """The best ``n`` leaderboard items, best first (no scores computed)."""
+        return [item for _, item in self._order[:n]]
+
+    def top(self, n: int) -> list[tuple[str, float]]:
+        """The best ``n`` leaderboard items with decayed scores (cheaper than the whole leaderboard)."""
+        return [(item, self._decayed(-neg)) for neg, item in self._order[:n]]
 
     def rank(self, user: UserContext, k: int = 10, exclude: Collection[str] = frozenset()) -> Ranked:
         if k <= 0:
@@ -171,8 +180,7 @@ class PopularityRecommender(Recommender):
         m.last_ts = st["last_ts"]
         for item, ls in heapq.nlargest(m.top_n, m.log_scores.items(), key=lambda kv: kv[1]):
             m._top[item] = ls
-        if m._top:
-            m._min_item = min(m._top, key=m._top.__getitem__)
+        m._order = sorted((-ls, item) for item, ls in m._top.items())
         return m
 
     def to_bytes(self) -> bytes:

@@ -56,8 +56,8 @@ class IngestTimer(Sensor):
 
     The agent handles one record at a time, so the time from the start of one record to the
     start of the next is the first one's processing (Faust's per-record overhead included)
-    whenever the next record was already fetched when the first one started; other gaps contain
-    idle waiting and are not counted.
+    whenever the next record was already in Kafka when the first one started (the consumer
+    fetches ahead); other gaps contain idle waiting and are not counted.
     """
 
     def __init__(self, topic: str, size: int = 2048) -> None:
@@ -69,11 +69,11 @@ class IngestTimer(Sensor):
     def on_stream_event_in(self, tp, offset, stream, event):
         if tp.topic != self.topic:
             return None
-        now = time.monotonic()
+        now = time.time()
         key = id(stream)
         prev = self._record_started.get(key)
-        fetched = getattr(event.message, "time_in", None)  # set by Faust's monitor (monotonic)
-        if prev is not None and fetched is not None and fetched <= prev:
+        produced = event.message.timestamp  # seconds since the epoch (Kafka record timestamp)
+        if prev is not None and produced is not None and produced <= prev:
             self.times.extend([now - prev])
         self._record_started[key] = now
         return None
@@ -191,14 +191,25 @@ def local_stats() -> dict:
     }
 
 
+def _last_measured(name: str) -> float | None:
+    for s in reversed(collector.samples):
+        v = getattr(s, name)
+        if v is not None:
+            return v
+    return None
+
+
 def agent_stats() -> list[dict]:
-    last = collector.samples[-1] if collector.samples else None
+    """Per agent: rate now, peak rate in the window, and the last measured processing time."""
+    samples = collector.samples
+    last = samples[-1] if samples else None
     return [
         {"name": "ingest", "role": "validate, update state, queue", "events_s": last.events_s if last else 0.0,
-         "ms": last.ingest_ms if last else None, "unit": "ms/event (median)", "total": collector.current()["ingested"]},
+         "peak_s": max((s.events_s for s in samples), default=0.0), "ms": _last_measured("ingest_ms"),
+         "unit": "ms/event", "total": collector.current()["ingested"]},
         {"name": "scorer", "role": "learn, rank, publish", "events_s": last.recs_s if last else 0.0,
-         "ms": last.batch_ms if last else None, "unit": "ms/batch", "total": scorer.sent,
-         "busy_pct": last.busy_pct if last else 0.0},
+         "peak_s": max((s.recs_s for s in samples), default=0.0), "ms": _last_measured("batch_ms"),
+         "unit": "ms/batch", "total": scorer.sent, "busy_pct": last.busy_pct if last else 0.0},
     ]
 
 

@@ -7,6 +7,8 @@
 (('a', 'b'), ['b'])
 >>> [len(w) for w in split_waves(["u1", "u2", "u1", "u3"], key=lambda u: u)]
 [2, 2]
+>>> split_rounds(["u1", "u2", "u1", "u3", "u1"], key=lambda u: u)
+[[0, 1, 3], [2], [4]]
 >>> live_hit(["x", "y", "z"], "y")
 (1, 0.6309...)
 """
@@ -22,17 +24,22 @@ from schemas import EVENT_TYPES, Event
 from stream_app.state import UserState
 
 T = TypeVar("T")
+_NOTHING: frozenset[str] = frozenset()
+_TYPES_FIXED = tuple(EVENT_TYPES) == ("view", "click", "add_to_cart", "purchase")
 
 
 def to_context(user_id: str, state: UserState) -> UserContext:
     """The models' view of a user's state."""
+    c = state.counts
     return UserContext(
-        user_id=user_id,
-        recent_items=tuple(state.recent),
-        purchased=frozenset(state.purchased),
-        counts=dict(zip(EVENT_TYPES, state.counts)),
-        shown=tuple(state.shown),
-        last_ts=state.last_ts,
+        user_id,
+        tuple(state.recent),
+        frozenset(state.purchased) if state.purchased else _NOTHING,
+        {"view": c[0], "click": c[1], "add_to_cart": c[2], "purchase": c[3]}
+        if len(c) == 4 and _TYPES_FIXED
+        else dict(zip(EVENT_TYPES, c)),
+        tuple(state.shown),
+        state.last_ts,
     )
 
 
@@ -64,6 +71,25 @@ def split_waves(items: Sequence[T], key: Callable[[T], Hashable]) -> list[list[T
     if current:
         waves.append(current)
     return waves
+
+
+def split_rounds(items: Sequence[T], key: Callable[[T], Hashable]) -> list[list[int]]:
+    """Group a batch into rounds of positions: round ``r`` holds every key's ``r``-th item.
+
+    Like :func:`split_waves`, no key appears twice in a round and each key's items keep their
+    order across rounds, but the rounds are as large as they can be (a batch in which every
+    user has two events makes two rounds, however the events interleave).
+    """
+    rounds: list[list[int]] = []
+    seen: dict = {}
+    for pos, it in enumerate(items):
+        k = key(it)
+        r = seen.get(k, 0)
+        seen[k] = r + 1
+        if r == len(rounds):
+            rounds.append([])
+        rounds[r].append(pos)
+    return rounds
 
 
 def live_hit(shown: Sequence[str], item_id: str, k: int = 10) -> tuple[int, float]:

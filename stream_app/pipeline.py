@@ -86,28 +86,42 @@ class Pipeline:
 
     # -- per micro-batch, in the scorer ---------------------------------------------------------
     def score(self, batch: list[Pending]) -> list[dict]:
-        """Learn from and rank a micro-batch; one recommendation message per event, in order."""
-        out: list[dict] = []
-        for wave in logic.split_waves(batch, key=lambda p: p.event.user_id):
-            ranker = self.ranker
-            for p in wave:
-                self.live.observe(p.before, p.event)
-                if p.offset > self.ranker_offsets.get(p.partition, -1):
-                    ranker.learn_one(p.before, logic.to_interaction(p.event))
-                    self.ranker_offsets[p.partition] = p.offset
+        """Learn from and rank a micro-batch; one recommendation message per event, in order.
+
+        The batch is split into rounds (see :func:`stream_app.logic.split_rounds`): round ``r``
+        holds every user's ``r``-th event of the batch, so a user's events are learned and ranked
+        in order, each seeing the list its predecessor produced, while every round is ranked in
+        one batched call.  Whether an event is learned is decided in arrival order (offsets only
+        grow through a partition), so reordering never skips one.
+        """
+        out: list[dict] = [None] * len(batch)  # type: ignore[list-item]
+        offsets = self.ranker_offsets
+        fresh: list[bool] = []
+        for p in batch:
+            last = offsets.get(p.partition, -1)
+            fresh.append(p.offset > last)
+            if p.offset > last:
+                offsets[p.partition] = p.offset
+        ranker = self.ranker
+        live = self.live
+        to_interaction = logic.to_interaction
+        for rnd in logic.split_rounds(batch, key=lambda p: p.event.user_id):
+            wave = [batch[i] for i in rnd]
+            for i, p in zip(rnd, wave):
+                live.observe(p.before, p.event)
+                if fresh[i]:
+                    ranker.learn_one(p.before, to_interaction(p.event))
             users = [p.after for p in wave]
             excludes = [logic.exclusions(p.after, p.event) for p in wave]
             ranked = ranker.rank_many_with_sources(users, self.top_k, excludes)
             version = self.model_version()
             now = time.time()
             done = time.perf_counter()
-            for p, items in zip(wave, ranked):
-                self.live.shown(p.event.user_id, [i for i, _, _ in items])
-                out.append(
-                    logic.recommendation_message(
-                        p.event, items, version, now, (done - p.received) * 1000.0,
-                        p.purchase_probability, p.return_probability,
-                    )
+            for i, p, items in zip(rnd, wave, ranked):
+                live.shown(p.event.user_id, [item for item, _, _ in items])
+                out[i] = logic.recommendation_message(
+                    p.event, items, version, now, (done - p.received) * 1000.0,
+                    p.purchase_probability, p.return_probability,
                 )
         return out
 

@@ -117,7 +117,12 @@
     const tot = cl && cl.workers > 1 ? cl : null;
     setText("kpi-events", fmt(tot ? tot.events_s : c.events_s));
     setText("kpi-recs", fmt(tot ? tot.recs_s : c.recs_s));
-    setText("kpi-p99", fmt((tot ? tot.p99_ms : null) ?? (d.latency_ms || {}).p99));
+    const peak = (xs) => Math.max(0, ...(xs || []).filter((v) => v !== null));
+    setText("kpi-events-peak", "per second · peak " + fmt(peak(d.series.events_s)) + (tot ? " here" : ""));
+    setText("kpi-recs-peak", "per second · peak " + fmt(peak(d.series.recs_s)) + (tot ? " here" : ""));
+    const lat = d.latency_ms || {};
+    setText("kpi-p99", fmt(lat.p99));
+    setText("kpi-p99-unit", "ms, event → rec, last " + fmt(lat.count) + " here");
     setText("kpi-lag", fmt(tot ? tot.lag : c.lag));
     setText("kpi-dlq", fmt(tot ? tot.dlq_total : c.dlq_total));
     setText("kpi-hr", d.quality && d.quality.judged ? pct(d.quality["hr@10"]) : "–");
@@ -162,9 +167,9 @@
   }
 
   function renderAgents(agents) {
-    $("agents").innerHTML = `<tr><th>agent</th><th>does</th><th class="num">per second</th><th class="num">time</th><th class="num">total</th></tr>` +
+    $("agents").innerHTML = `<tr><th>agent</th><th>does</th><th class="num">per second</th><th class="num">peak/s</th><th class="num">last time</th><th class="num">total</th></tr>` +
       (agents || []).map((a) => `<tr data-agent="${esc(a.name)}"><td><b>${esc(a.name)}</b></td><td>${esc(a.role)}</td>
-        <td class="num">${fmt(a.events_s)}</td><td class="num">${fmt(a.ms)} ${esc(a.unit)}</td><td class="num">${fmt(a.total)}</td></tr>`).join("");
+        <td class="num">${fmt(a.events_s)}</td><td class="num">${fmt(a.peak_s)}</td><td class="num">${fmt(a.ms, 3)} ${esc(a.unit)}</td><td class="num">${fmt(a.total)}</td></tr>`).join("");
   }
 
   function renderModels(m) {

@@ -35,11 +35,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _port_pair_free(port: int) -> bool:
+    for p in (port, port + 1):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                return False
+    return True
+
+
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory) -> Iterator[str]:
+    """A real broker for the whole session, on the first free port pair from 39092 up."""
+    port = next(p for p in range(KAFKA_PORT, KAFKA_PORT + 200, 2) if _port_pair_free(p))
     data = tmp_path_factory.mktemp("kafka")
-    broker.up("127.0.0.1", KAFKA_PORT, data, CACHE, {}, timeout=180)
-    yield f"127.0.0.1:{KAFKA_PORT}"
+    broker.up("127.0.0.1", port, data, CACHE, {}, timeout=180)
+    yield f"127.0.0.1:{port}"
     broker.down(data)
 
 

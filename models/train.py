@@ -1,0 +1,381 @@
+"""Training and holdout evaluation of the deep sequence model on a log of events.
+
+Steps: sort events by time; split at the time quantile ``1 - holdout_fraction`` (events before
+the cut train the model; each user's first event after it is that user's holdout target);
+build per-user item sequences (unknown/rare items skipped, consecutive repeats collapsed);
+cut them into windows of ``max_len``; train with sampled softmax (``negatives`` uniform
+negatives shared by the batch, accidental hits masked; ``negatives=0`` is the full softmax);
+report holdout HR@10 and NDCG@10 over the whole catalogue.
+
+Runs on CUDA when available, else CPU. Under ``torchrun`` (several processes) it trains with
+DistributedDataParallel (NCCL on CUDA, Gloo on CPU) and a DistributedSampler; every rank
+returns the same model, and :func:`main` writes the artifact from rank 0 only.
+
+>>> from models.base import Interaction
+>>> events = [Interaction(f"u{u}", f"i{(u + t) % 7}", "click", float(t * 10 + u))
+...           for u in range(30) for t in range(12)]
+>>> res = train(events, TrainConfig(dim=16, layers=1, heads=1, max_len=8, epochs=2,
+...                                 batch_size=16, negatives=0), device="cpu", progress=False)
+>>> {"hr@10", "ndcg@10"} <= set(res.metrics), len(res.epoch_seconds)
+(True, 2)
+
+Command line (plain or under torchrun)::
+
+    python -m models.train --events events.jsonl --registry models-registry
+    torchrun --nproc_per_node=2 -m models.train --events events.jsonl --registry models-registry
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, TensorDataset
+from tqdm import tqdm
+
+from models.base import Interaction
+from models.deep import DeepRecommender, SequenceModel, Vocabulary, collapse_repeats, encode_batch
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one training run (stored in the artifact manifest)."""
+
+    dim: int = 64
+    layers: int = 2
+    heads: int = 2
+    max_len: int = 50
+    dropout: float = 0.2
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    negatives: int = 2048
+    """Shared uniform negatives per batch; 0 (or >= catalogue size) means the full softmax."""
+    holdout_fraction: float = 0.1
+    min_item_count: int = 1
+    """Items seen fewer times in the training part are left out of the vocabulary."""
+    collapse_repeats: bool = True
+    exclude_seen: bool = True
+    """Evaluation: never count an item the user already interacted with as a recommendation."""
+    max_eval_users: int = 20000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.holdout_fraction < 1.0:
+            raise ValueError("holdout_fraction must be strictly between 0 and 1")
+        for name in ("dim", "layers", "heads", "epochs", "batch_size", "min_item_count"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.max_len < 2:
+            raise ValueError("max_len must be >= 2 (one start position and one item)")
+        if self.negatives < 0:
+            raise ValueError("negatives must be >= 0")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown training config keys: {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass
+class TrainResult:
+    """A trained model with its vocabulary, metrics and timings."""
+
+    model: SequenceModel
+    vocab: Vocabulary
+    config: TrainConfig
+    metrics: dict[str, float]
+    epoch_seconds: list[float]
+    device: str
+    history: list[dict[str, float]] = field(default_factory=list)
+    rank: int = 0
+    """Process rank under torchrun (0 otherwise); only rank 0 writes artifacts."""
+
+    def recommender(self, version: str | None = None) -> DeepRecommender:
+        return DeepRecommender(self.model, self.vocab, version, collapse=self.config.collapse_repeats)
+
+
+@dataclass
+class _Split:
+    vocab: Vocabulary
+    train_seqs: list[list[int]]
+    eval_hist: list[list[int]]
+    eval_seen: list[set[int]]
+    eval_target: list[int]  # 0 = item outside the vocabulary (always a miss)
+    cutoff: float
+    n_events: int
+
+
+def _split(events: Iterable[Interaction], cfg: TrainConfig) -> _Split:
+    evs = list(events)
+    if not evs:
+        raise ValueError("no events to train on")
+    for ev in evs:
+        if not isinstance(ev, Interaction):
+            raise TypeError(f"expected models.base.Interaction, got {type(ev).__name__}")
+        if not math.isfinite(ev.ts):
+            raise ValueError(f"event of user {ev.user_id!r} has a non-finite ts")
+    evs.sort(key=lambda e: e.ts)  # stable: equal times keep log order
+    cut_at = min(len(evs) - 1, int(len(evs) * (1.0 - cfg.holdout_fraction)))
+    cutoff = evs[cut_at].ts
+    train_part = [e for e in evs if e.ts < cutoff]
+    if not train_part:
+        raise ValueError("the training part before the holdout cut is empty; lower holdout_fraction")
+    counts = Counter(e.item_id for e in train_part)
+    items = sorted((i for i, c in counts.items() if c >= cfg.min_item_count), key=lambda i: (-counts[i], i))
+    if not items:
+        raise ValueError("no item reaches min_item_count in the training part")
+    vocab = Vocabulary(items)
+    per_user: dict[str, list[str]] = {}
+    for e in train_part:
+        per_user.setdefault(e.user_id, []).append(e.item_id)
+    prep = collapse_repeats if cfg.collapse_repeats else list
+    train_seqs = {u: prep(vocab.encode(s)) for u, s in per_user.items()}
+    hist, seen, target, done = [], [], [], set()
+    for e in evs[cut_at:]:
+        if e.ts < cutoff or e.user_id in done:
+            continue
+        done.add(e.user_id)
+        h = train_seqs.get(e.user_id, [])
+        hist.append(h)
+        seen.append(set(h))
+        target.append(vocab.index.get(e.item_id, 0))
+    if len(hist) > cfg.max_eval_users:
+        pick = np.random.default_rng(cfg.seed).choice(len(hist), cfg.max_eval_users, replace=False)
+        pick.sort()
+        hist, seen, target = [hist[i] for i in pick], [seen[i] for i in pick], [target[i] for i in pick]
+    seqs = [s for s in train_seqs.values() if s]
+    return _Split(vocab, seqs, hist, seen, target, cutoff, len(evs))
+
+
+def _windows(seqs: Sequence[list[int]], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs ``[BOS, s_a .. s_{a+L-2}]`` and targets ``s_a .. s_{a+L-1}``, windows from the end."""
+    rows_in, rows_out = [], []
+    for s in seqs:
+        end = len(s)
+        while end > 0:
+            start = max(0, end - max_len)
+            tgt = s[start:end]
+            inp = [0] + tgt[:-1]
+            pad = [0] * (max_len - len(tgt))
+            rows_in.append(inp + pad)
+            rows_out.append(tgt + pad)
+            end = start
+    return torch.tensor(rows_in, dtype=torch.long), torch.tensor(rows_out, dtype=torch.long)
+
+
+class _LossModule(nn.Module):
+    """The training step as one module, so DistributedDataParallel sees every use of the weights."""
+
+    def __init__(self, model: SequenceModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, seqs: torch.Tensor, targets: torch.Tensor, negs: torch.Tensor | None) -> torch.Tensor:
+        hidden = self.model(seqs)
+        keep = targets != 0
+        h = hidden[keep]
+        tgt = targets[keep]
+        emb = self.model.item_emb.weight
+        if negs is None:
+            logits = h @ emb[1:].T
+            return nn.functional.cross_entropy(logits, tgt - 1)
+        pos = (h * emb[tgt]).sum(-1, keepdim=True)
+        neg = h @ emb[negs].T
+        neg = neg.masked_fill(negs.unsqueeze(0) == tgt.unsqueeze(1), float("-inf"))
+        logits = torch.cat([pos, neg], dim=1)
+        return nn.functional.cross_entropy(logits, torch.zeros(len(tgt), dtype=torch.long, device=h.device))
+
+
+@torch.inference_mode()
+def evaluate(model: SequenceModel, split: _Split, exclude_seen: bool = True, k: int = 10,
+             batch_size: int = 256, device: str = "cpu") -> dict[str, float]:
+    """Holdout HR@k and NDCG@k of ``model`` (full ranking over the catalogue)."""
+    was_training = model.training
+    model.eval()
+    hits, gain, n = 0, 0.0, len(split.eval_target)
+    try:
+        for start in range(0, n, batch_size):
+            hist = split.eval_hist[start:start + batch_size]
+            seqs, last = encode_batch(hist, model.max_len)
+            seqs, last = seqs[:, : int(last.max()) + 1].to(device), last.to(device)
+            vec = model(seqs)[torch.arange(len(hist), device=device), last]
+            scores = vec @ model.item_matrix().T
+            if exclude_seen:
+                rows = [r for r, s in enumerate(split.eval_seen[start:start + batch_size]) for _ in s]
+                cols = [j - 1 for s in split.eval_seen[start:start + batch_size] for j in s]
+                if rows:
+                    scores[rows, cols] = float("-inf")
+            top = torch.topk(scores, min(k, scores.shape[1]), dim=1).indices.cpu().tolist()
+            for row, tgt in enumerate(split.eval_target[start:start + batch_size]):
+                if tgt and exclude_seen and tgt in split.eval_seen[start + row]:
+                    continue
+                if tgt and (tgt - 1) in top[row]:
+                    hits += 1
+                    gain += 1.0 / math.log2(top[row].index(tgt - 1) + 2)
+    finally:
+        model.train(was_training)
+    return {f"hr@{k}": hits / n if n else float("nan"), f"ndcg@{k}": gain / n if n else float("nan"),
+            "holdout_users": float(n)}
+
+
+def _pick_device(device: str | None, distributed: bool) -> torch.device:
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and distributed:
+        dev = torch.device("cuda", dist.get_rank() % torch.cuda.device_count())
+    return dev
+
+
+def train(
+    events: Iterable[Interaction] | list,
+    config: TrainConfig | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a :class:`SequenceModel` on ``events`` and evaluate it on the time holdout."""
+    cfg = config or TrainConfig()
+    started_dist = False
+    if dist.is_available() and dist.is_torchelastic_launched() and not dist.is_initialized():
+        backend = "nccl" if (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda") else "gloo"
+        dist.init_process_group(backend)
+        started_dist = True
+    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    rank = dist.get_rank() if distributed else 0
+    try:
+        dev = _pick_device(device, distributed)
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        return _train(events, cfg, dev, progress and rank == 0, distributed, rank)
+    finally:
+        if started_dist:
+            dist.destroy_process_group()
+
+
+def _train(events, cfg: TrainConfig, dev: torch.device, progress: bool, distributed: bool, rank: int) -> TrainResult:
+    torch.manual_seed(cfg.seed)
+    split = _split(events, cfg)
+    if not split.train_seqs:
+        raise ValueError("no user has a known item before the holdout cut")
+    inputs, targets = _windows(split.train_seqs, cfg.max_len)
+    n_items = len(split.vocab)
+    model = SequenceModel(n_items, cfg.dim, cfg.layers, cfg.heads, cfg.max_len, cfg.dropout).to(dev)
+    step: nn.Module = _LossModule(model)
+    if distributed:
+        step = nn.parallel.DistributedDataParallel(step, device_ids=[dev.index] if dev.type == "cuda" else None)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    data = TensorDataset(inputs, targets)
+    if distributed:
+        sampler = DistributedSampler(data, shuffle=True, seed=cfg.seed)
+    else:
+        sampler = RandomSampler(data, generator=torch.Generator().manual_seed(cfg.seed))
+    loader = DataLoader(data, batch_size=cfg.batch_size, sampler=sampler, drop_last=False)
+    full = cfg.negatives == 0 or cfg.negatives >= n_items
+    neg_gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 7919 + rank)
+    epoch_seconds: list[float] = []
+    history: list[dict[str, float]] = []
+    for epoch in range(cfg.epochs):
+        if distributed:
+            sampler.set_epoch(epoch)
+        model.train()
+        t0 = time.perf_counter()
+        total, batches = 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+        for seqs, tgts in bar:
+            seqs, tgts = seqs.to(dev, non_blocking=True), tgts.to(dev, non_blocking=True)
+            negs = None if full else torch.randint(1, n_items + 1, (cfg.negatives,), generator=neg_gen).to(dev)
+            loss = step(seqs, tgts, negs)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {float(loss)} at epoch {epoch + 1}; lower lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+            batches += 1
+            bar.set_postfix(loss=f"{total / batches:.4f}")
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        epoch_seconds.append(time.perf_counter() - t0)
+        history.append({"epoch": float(epoch + 1), "loss": total / max(batches, 1), "seconds": epoch_seconds[-1]})
+        if progress:
+            tqdm.write(f"epoch {epoch + 1}: loss {history[-1]['loss']:.4f} ({epoch_seconds[-1]:.1f}s)")
+    metrics = evaluate(model, split, cfg.exclude_seen, device=str(dev))
+    metrics.update({"train_sequences": float(len(split.train_seqs)), "train_windows": float(len(inputs)),
+                    "items": float(n_items), "events": float(split.n_events), "cutoff_ts": split.cutoff})
+    model = model.to("cpu").eval()
+    return TrainResult(model, split.vocab, cfg, metrics, epoch_seconds, str(dev), history, rank)
+
+
+def read_jsonl_events(path: Path) -> list[Interaction]:
+    """Contract events from a JSONL file; a bad line raises ``ValueError`` naming the line."""
+    from schemas.records import InvalidEvent, decode_event
+
+    out: list[Interaction] = []
+    with open(path, "rb") as fh:
+        for lineno, line in enumerate(fh, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                ev = decode_event(line)
+            except InvalidEvent as exc:
+                raise ValueError(f"{path}:{lineno}: invalid event: {exc}") from None
+            out.append(Interaction(ev.user_id, ev.item_id, ev.type, ev.ts))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m models.train --events FILE.jsonl --registry DIR`` (also under torchrun)."""
+    from models.registry import Registry
+
+    p = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.split("\n")[0])
+    p.add_argument("--events", type=Path, required=True, help="JSONL file of contract events")
+    p.add_argument("--registry", type=Path, required=True, help="model registry folder")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--no-promote", action="store_true", help="save without promoting")
+    p.add_argument("--tolerance", type=float, default=0.01)
+    p.add_argument("--quiet", action="store_true")
+    for f in dataclasses.fields(TrainConfig):
+        kind = {"int": int, "float": float, "bool": lambda s: s.lower() in ("1", "true", "yes")}[str(f.type)]
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=None)
+    args = p.parse_args(argv)
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                 if getattr(args, f.name) is not None}
+    try:
+        cfg = TrainConfig(**overrides)
+        events = read_jsonl_events(args.events)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    result = train(events, cfg, device=args.device, progress=not args.quiet)
+    if result.rank != 0:
+        return 0
+    version, promoted = Registry(args.registry).save(result, promote_if_better=not args.no_promote,
+                                                     tolerance=args.tolerance)
+    print(json.dumps({"version": version, "promoted": promoted, "metrics": result.metrics,
+                      "epoch_seconds": result.epoch_seconds, "device": result.device}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
