@@ -28,9 +28,24 @@ class HybridRecommender(OnlineRanker):
     """Online reranking over popularity, co-occurrence and an optional, swappable deep model."""
 
     name = "hybrid"
+    deep_pool: int = 4096
+    """Items a deep model retrieves from (its most frequent in training; 0 = the whole vocabulary)."""
+    deep_history: int = 20
+    """Latest items of a user a deep model encodes."""
 
-    def set_deep(self, model: Recommender | None) -> None:
-        """Install (or remove, with ``None``) the deep retriever; takes effect at the next rank call."""
+    def serving_retriever(self, model: Recommender) -> Recommender:
+        """How ``model`` retrieves here: a :class:`~models.head_retriever.HeadRetriever` for a
+        sequence model, the model itself otherwise. Building it gathers embeddings: do it off any
+        event loop and pass it to :meth:`set_deep`."""
+        if hasattr(model, "user_vectors") and hasattr(model, "vocab_items"):
+            from models.head_retriever import HeadRetriever
+
+            return HeadRetriever(model, self.deep_pool, self.deep_history)
+        return model
+
+    def set_deep(self, model: Recommender | None, retriever: Recommender | None = None) -> None:
+        """Install (or remove, with ``None``) the deep model; takes effect at the next rank call."""
+        self.retriever = None if model is None else (retriever or self.serving_retriever(model))
         self.deep = model
 
     @property
@@ -39,4 +54,6 @@ class HybridRecommender(OnlineRanker):
 
     @classmethod
     def from_bytes(cls, data: bytes, deep: Recommender | None = None) -> "HybridRecommender":
-        return cls.from_state(load(data, cls.name), deep=deep)  # type: ignore[return-value]
+        m = cls.from_state(load(data, cls.name))
+        m.set_deep(deep)
+        return m  # type: ignore[return-value]

@@ -108,6 +108,8 @@ class OnlineRanker(Recommender):
         )
         self._learn_pop = self.cooccurrence.fallback is not self.popularity or not self.cooccurrence.learn_fallback
         self.deep = deep
+        self.retriever: Recommender | None = None
+        """The serving form of ``deep`` (see :mod:`models.head_retriever`); None means ``deep`` itself."""
         self.params = {
             "n_popular": int(n_popular), "n_cooc": int(n_cooc), "n_deep": int(n_deep),
             "memory_items": int(memory_items), "memory_users": int(memory_users),
@@ -145,7 +147,8 @@ class OnlineRanker(Recommender):
         top_dec = math.log1p(pop.score(self.index.names[int(ids[0])])) if len(ids) else 0.0
         return ids, top_dec
 
-    def _score_chunk(self, users: Sequence[UserContext], excludes: Sequence[Collection[str]], w: np.ndarray):
+    def _score_chunk(self, users: Sequence[UserContext], excludes: Sequence[Collection[str]], w: np.ndarray,
+                     deep_lists: Sequence[Ranked] | None = None):
         """Every candidate of a chunk of users: (user row, item id, score, source, feature rows)."""
         p = self.params
         idx = self.index
@@ -155,10 +158,12 @@ class OnlineRanker(Recommender):
         n_pop = len(pop_ids)
         # candidate entries: deep (src 0), co-occurrence (src 1), popularity (src 2)
         parts_u, parts_i, parts_s, parts_r, parts_rel = [], [], [], [], []
-        if self.deep is not None:
+        if deep_lists is None and self.deep is not None:
+            deep_lists = (self.retriever or self.deep).rank_many(list(users), p["n_deep"], list(excludes))
+        if deep_lists is not None:
             du, di, dr, drel = [], [], [], []
             intern = idx.intern
-            for u, lst in enumerate(self.deep.rank_many(list(users), p["n_deep"], list(excludes))):
+            for u, lst in enumerate(deep_lists):
                 if not lst:
                     continue
                 hi, lo = lst[0][1], lst[-1][1]
@@ -261,10 +266,22 @@ class OnlineRanker(Recommender):
         w = self.model._weights
         return np.array([w.get(name, 0.0) for name in FEATURES])
 
-    def _score_wave(self, users, excludes):
+    def _score_wave(self, users, excludes, deep_lists=None):
         w = self._weights()
         for lo in range(0, len(users), CHUNK_USERS):
-            yield lo, self._score_chunk(users[lo : lo + CHUNK_USERS], excludes[lo : lo + CHUNK_USERS], w)
+            hi = lo + CHUNK_USERS
+            yield lo, self._score_chunk(users[lo:hi], excludes[lo:hi], w,
+                                        None if deep_lists is None else deep_lists[lo:hi])
+
+    def deep_candidates(self, users: Sequence[UserContext], excludes: Sequence[Collection[str]]) -> list[Ranked] | None:
+        """The deep retriever's candidates for many users in one call (None without a deep model).
+
+        Callers that rank the same users in several rounds compute these once and pass them to
+        :meth:`rank_many_with_sources`, so the deep model runs one forward pass per batch.
+        """
+        if self.deep is None:
+            return None
+        return (self.retriever or self.deep).rank_many(list(users), self.params["n_deep"], list(excludes))
 
     # -- ranking --------------------------------------------------------------------------
     def rank_many_with_sources(
@@ -272,8 +289,12 @@ class OnlineRanker(Recommender):
         users: Sequence[UserContext],
         k: int = 10,
         excludes: Sequence[Collection[str]] | None = None,
+        deep_lists: Sequence[Ranked] | None = None,
     ) -> list[Sourced]:
-        """Top ``k`` per user as ``(item_id, score, source)``; remembers each list as the impression."""
+        """Top ``k`` per user as ``(item_id, score, source)``; remembers each list as the impression.
+
+        ``deep_lists`` are precomputed deep candidates (see :meth:`deep_candidates`).
+        """
         if excludes is None:
             excludes = [frozenset()] * len(users)
         if len(excludes) != len(users):
@@ -283,7 +304,9 @@ class OnlineRanker(Recommender):
         k = max(k, 0)
         names = self.index.names
         results: list[Sourced] = []
-        for lo, (ku, ki, score, src, X) in self._score_wave(users, excludes):
+        if deep_lists is not None and len(deep_lists) != len(users):
+            raise ValueError(f"got {len(deep_lists)} deep candidate lists for {len(users)} users")
+        for lo, (ku, ki, score, src, X) in self._score_wave(users, excludes, deep_lists):
             n_users = min(CHUNK_USERS, len(users) - lo)
             order = np.argsort(-score, kind="stable")
             order = order[np.argsort(ku[order].astype(np.int16), kind="stable")]

@@ -87,7 +87,7 @@ def decode_event(raw: bytes | bytearray | memoryview | None) -> Event:
         ev = _event_decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise InvalidEvent(str(exc)) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec raises the latter for bad UTF-8 in a string
         raise InvalidEvent(f"not valid UTF-8 JSON: {exc}") from None
     return _check_numbers(ev)
 

@@ -32,6 +32,8 @@ pipeline = Pipeline(
     top_k=settings.top_k,
     return_horizon_s=settings.return_horizon_s,
     popularity_half_life_s=settings.popularity_half_life_s,
+    deep_pool=settings.deep_pool,
+    deep_history=settings.deep_history,
 )
 checkpoints = CheckpointStore(settings.data_dir / "online" / "checkpoint.msgpack")
 checkpoints.restore_into(pipeline)

@@ -203,3 +203,40 @@ def register(cli: typer.Typer, model_cli: typer.Typer, user_error: type[Exceptio
                            command=["streamrec", *sys.argv[1:]], log=lambda m: typer.echo(m, err=True))
         typer.echo(summary_table(report))
         typer.echo(f"report written to {out}")
+
+    @cli.command("reliability")
+    def reliability(
+        out: Path = typer.Option(Path("docs/RELIABILITY.md"), "--out", help="where to write the Markdown report"),
+        crashes: int = typer.Option(50, "--crashes", min=1, help="kill -9 rounds under load"),
+        soak_s: float = typer.Option(600.0, "--soak-s", min=1, help="soak length in seconds (70% load)"),
+        burst_s: float = typer.Option(60.0, "--burst-s", min=1, help="burst length in seconds (10x rate)"),
+        quick: bool = typer.Option(False, "--quick", help="short versions (3 crashes, 20 s soak, 10 s burst)"),
+        only: Optional[str] = typer.Option(None, "--only", help="comma-separated subset of "
+                                           "crash,broker,fuzz,models,soak"),
+        notes: str = typer.Option("", "--notes", help="a paragraph added to the report"),
+    ) -> None:
+        """Reliability suite on the broker of STREAMREC_BROKER: crashes, broker restart, bad input and models,
+        soak and burst; figures go to a Markdown report."""
+        import sys
+
+        from stream_app.reliability import SCENARIOS, SuiteConfig, render, run_suite
+
+        chosen = tuple(x.strip() for x in only.split(",") if x.strip()) if only else SCENARIOS
+        unknown = [x for x in chosen if x not in SCENARIOS]
+        if unknown:
+            raise typer.BadParameter(f"unknown scenario(s) {unknown}; choose from {','.join(SCENARIOS)}",
+                                     param_hint="--only")
+        s = get_settings()
+        from stream_app import broker
+
+        host, port = s.broker_host_port
+        if not broker.status(host, port, s.kafka_data_dir)["reachable"]:
+            raise user_error(f"no Kafka broker answers at {s.bootstrap}; run `streamrec kafka up` first")
+        cfg = SuiteConfig(crashes=crashes, soak_s=soak_s, burst_s=burst_s, quick=quick)
+        results = run_suite(s.bootstrap, s.kafka_cache_dir, cfg, chosen, log=lambda m: typer.echo(m, err=True))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render(results, cfg, " ".join(["streamrec", *sys.argv[1:]]), notes))
+        typer.echo(f"report written to {out}")
+        failed = [k for k, v in results.items() if isinstance(v, dict) and "error" in v]
+        if failed:
+            raise user_error(f"scenario(s) did not finish: {', '.join(failed)} (see {out})")

@@ -66,10 +66,16 @@ class Pipeline:
     live: LiveQuality = field(default_factory=LiveQuality)
     ranker_offsets: dict[int, int] = field(default_factory=dict)
     observe_offsets: dict[int, int] = field(default_factory=dict)
+    deep_pool: int = 4096
+    """Items the deep model retrieves from when serving (its most frequent; 0 = all)."""
+    deep_history: int = 20
+    """Latest items of a user the deep model encodes when serving."""
 
     def __post_init__(self) -> None:
         if self.ranker is None:
             self.ranker = HybridRecommender(popularity=PopularityRecommender(half_life=self.popularity_half_life_s))
+        self.ranker.deep_pool = self.deep_pool
+        self.ranker.deep_history = self.deep_history
         if self.returns is None:
             self.returns = ReturnPredictor(horizon=self.return_horizon_s)
 
@@ -105,6 +111,9 @@ class Pipeline:
         ranker = self.ranker
         live = self.live
         to_interaction = logic.to_interaction
+        all_excludes = [logic.exclusions(p.after, p.event) for p in batch]
+        # the deep model does not learn online: one forward pass serves the whole batch
+        deep_lists = ranker.deep_candidates([p.after for p in batch], all_excludes)
         for rnd in logic.split_rounds(batch, key=lambda p: p.event.user_id):
             wave = [batch[i] for i in rnd]
             for i, p in zip(rnd, wave):
@@ -112,8 +121,10 @@ class Pipeline:
                 if fresh[i]:
                     ranker.learn_one(p.before, to_interaction(p.event))
             users = [p.after for p in wave]
-            excludes = [logic.exclusions(p.after, p.event) for p in wave]
-            ranked = ranker.rank_many_with_sources(users, self.top_k, excludes)
+            excludes = [all_excludes[i] for i in rnd]
+            ranked = ranker.rank_many_with_sources(
+                users, self.top_k, excludes, None if deep_lists is None else [deep_lists[i] for i in rnd]
+            )
             version = self.model_version()
             now = time.time()
             done = time.perf_counter()
@@ -124,6 +135,14 @@ class Pipeline:
                     p.purchase_probability, p.return_probability,
                 )
         return out
+
+    def prepare_deep(self, model):
+        """Build the serving retriever of a newly loaded deep model (call it off the event loop)."""
+        return self.ranker.serving_retriever(model)
+
+    def install_deep(self, model, retriever=None) -> None:
+        """Put a deep model in service: reference assignments only, between batches."""
+        self.ranker.set_deep(model, retriever)
 
     def model_version(self) -> dict:
         return {"deep": self.ranker.deep_version, "online": int(self.ranker.version or 0)}
@@ -144,7 +163,11 @@ class Pipeline:
 
     def restore(self, data: bytes) -> None:
         cp = msgspec.msgpack.decode(data, type=Checkpoint)
-        self.ranker = HybridRecommender.from_bytes(cp.ranker, deep=self.ranker.deep)
+        deep, retriever = self.ranker.deep, self.ranker.retriever
+        self.ranker = HybridRecommender.from_bytes(cp.ranker)
+        self.ranker.deep_pool, self.ranker.deep_history = self.deep_pool, self.deep_history
+        if deep is not None:
+            self.ranker.set_deep(deep, retriever)
         self.purchase = PurchasePropensity.from_bytes(cp.purchase)
         self.returns = ReturnPredictor.from_bytes(cp.returns)
         self.ranker_offsets = dict(cp.ranker_offsets)

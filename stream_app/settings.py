@@ -53,9 +53,17 @@ class Settings(BaseSettings):
     checkpoint_interval_s: float = Field(30.0, gt=0, description="online model checkpoint period")
     model_poll_s: float = Field(1.0, gt=0, description="how often workers look for a promoted deep model")
     return_horizon_s: float = Field(7 * 86400.0, gt=0, description="horizon of the return-probability model")
-    popularity_half_life_s: float = Field(86400.0, gt=0)
+    popularity_half_life_s: float = Field(86400.0, gt=0, description="half-life of decayed popularity")
+    deep_pool: int = Field(4096, ge=0, description="items the deep model retrieves from when serving (0 = all)")
+    torch_threads: int = Field(1, ge=1, description="threads torch may use for scoring (more contend with Kafka)")
+    deep_history: int = Field(20, ge=1, description="latest items of a user the deep model encodes when serving")
     rocksdb_block_cache_mb: int = Field(32, ge=1, description="RocksDB block cache per partition database")
     standby_replicas: int = Field(0, ge=0, description="standby table replicas for fast failover")
+    session_timeout_s: float = Field(
+        10.0, ge=6, le=300,
+        description="consumer group session timeout: how long a killed worker keeps its partitions",
+    )
+    heartbeat_interval_s: float = Field(1.0, gt=0, le=100, description="consumer heartbeat period (< a third of the above)")
 
     # Local broker (streamrec kafka up)
     kafka_cache_dir: Path = Field(Path.home() / ".cache" / "streamrec" / "kafka", description="cached Kafka jars")

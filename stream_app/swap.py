@@ -33,6 +33,7 @@ class ModelWatcher:
         self.previous = None
         self.refused: set[str] = set()
         self._registry = None
+        self._last_problem: str | None = None
 
     @property
     def serving(self) -> str | None:
@@ -51,7 +52,9 @@ class ModelWatcher:
         ] if hasattr(model, "vocab_items") else GOLDEN_USERS
         model.check(golden)
         model.rank_many(golden, 10, [frozenset()] * len(golden))  # warm-up
-        return model
+        retriever = self.pipeline.prepare_deep(model)
+        retriever.rank_many(golden, 10, [frozenset()] * len(golden))
+        return model, retriever
 
     def _current(self) -> str | None:
         from models.registry import Registry
@@ -67,13 +70,17 @@ class ModelWatcher:
         try:
             wanted = await asyncio.to_thread(self._current)
         except Exception as exc:
-            log.warning("model registry at %s unreadable: %s", self.registry_root, exc)
+            problem = f"{type(exc).__name__}: {exc}"
+            if problem != self._last_problem:  # say it once, not at every poll
+                log.warning("model registry at %s unreadable: %s", self.registry_root, problem)
+                self._last_problem = problem
             return None
+        self._last_problem = None
         if wanted is None or wanted == self.serving or wanted in self.refused:
             return None
         t0 = time.perf_counter()
         try:
-            model = await asyncio.to_thread(self._load_checked, wanted)
+            model, retriever = await asyncio.to_thread(self._load_checked, wanted)
         except Exception as exc:
             self.refused.add(wanted)
             metrics.SWAPS.labels("refused").inc()
@@ -84,7 +91,7 @@ class ModelWatcher:
         old = self.serving
         t1 = time.perf_counter()
         self.previous = self.pipeline.ranker.deep
-        self.pipeline.ranker.set_deep(model)  # one reference: the next batch uses the new model
+        self.pipeline.install_deep(model, retriever)  # references only: the next batch uses the new model
         swap_ms = (time.perf_counter() - t1) * 1000
         metrics.MODEL_INFO.clear()
         metrics.MODEL_INFO.labels(wanted).set(1)

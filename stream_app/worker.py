@@ -16,6 +16,10 @@ def run_worker() -> None:
 
     s = get_settings()
     s.data_dir.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    # OpenMP threads spin while they wait: on a machine shared with Kafka one thread scores faster
+    torch.set_num_threads(s.torch_threads)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     worker = faust.Worker(app, loglevel=s.log_level, redirect_stdouts=False)
     worker.execute_from_commandline()

@@ -20,3 +20,8 @@ def shared_data() -> Path:
     if not d.is_dir():
         pytest.skip(f"real datasets not found at {d} (set STREAMREC_SHARED_DATA)")
     return d
+
+
+def pytest_addoption(parser):
+    parser.addoption("--reliability-full", action="store_true", default=False,
+                     help="run the reliability suite at full size (50 crashes, 10-minute soak, 60 s burst)")

@@ -12,7 +12,7 @@
 100.0
 >>> percentiles([1.0, 2.0, 3.0, 4.0])["p50_ms"]
 2.5
->>> max_gap([0.0, 0.001, 0.004, 0.005]) * 1000
+>>> round(max_gap([0.0, 0.001, 0.004, 0.005]) * 1000, 6)
 3.0
 """
 
@@ -123,7 +123,7 @@ def steady_rate(ts_ms: list[int] | np.ndarray, lo: float = 0.05, hi: float = 0.9
         return 0.0
     i, j = int(lo * (n - 1)), int(hi * (n - 1))
     span = (t[j] - t[i]) / 1000.0
-    return round((j - i) / span, 1) if span > 0 else 0.0
+    return round(float((j - i) / span), 1) if span > 0 else 0.0
 
 
 def percentiles(ms: list[float] | np.ndarray) -> dict:
