@@ -155,6 +155,7 @@ async def checkpoint_online_models() -> None:
 
 @app.timer(interval=2.0)
 async def update_gauges() -> None:
+    pipeline.expire_returns()
     live = pipeline.live.snapshot()
     metrics.LIVE_HR.set(live["hr@10"])
     metrics.LIVE_NDCG.set(live["ndcg@10"])

@@ -93,9 +93,11 @@ def register(cli: typer.Typer, model_cli: typer.Typer, user_error: type[Exceptio
 
     @cli.command("eval")
     def eval_cmd(
-        dataset: Path = typer.Option(..., "--dataset", help="dataset file (ratings.csv, events.csv, ...)"),
-        fmt: str = typer.Option(..., "--format", "-f", help="jsonl | movielens | retailrocket | otto | taobao"),
         out: Path = typer.Option(..., "--out", help="where to write the JSON result"),
+        dataset: Optional[Path] = typer.Option(None, "--dataset", help="dataset file (ratings.csv, events.csv, ...)"),
+        fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl | movielens | retailrocket | otto | taobao"),
+        synthetic: int = typer.Option(0, "--synthetic", help="evaluate on N synthetic events instead of a file",
+                                      min=0),
         retrain_every: int = typer.Option(0, "--retrain-every", help="events between deep retrainings (0 = a fifth)",
                                           min=0),
         epochs: int = typer.Option(5, "--epochs", help="epochs per retraining", min=1),
@@ -109,19 +111,30 @@ def register(cli: typer.Typer, model_cli: typer.Typer, user_error: type[Exceptio
     ) -> None:
         """Prequential evaluation of popularity, cooccurrence, online, deep and hybrid in one replay."""
         from stream_app.evaluation import markdown_table, run_eval, write_result
-        from stream_app.eventlog import read_file
 
-        _check_format(fmt)
-        if not dataset.exists():
-            raise user_error(f"no such file: {dataset}")
-        events = read_file(dataset, fmt)
+        if (dataset is None) == (synthetic == 0):
+            raise typer.BadParameter("give either --dataset PATH --format FMT or --synthetic N", param_hint="--dataset")
+        if synthetic:
+            from models.base import Interaction
+            from stream_app.synthetic import generate
+
+            events = [Interaction(e["user_id"], e["item_id"], e["type"], e["ts"])
+                      for e in generate(synthetic, n_users=max(100, synthetic // 25), n_items=max(500, synthetic // 10),
+                                        seed=11)]
+            name = f"synthetic ({synthetic} events)"
+        else:
+            from stream_app.eventlog import read_file
+
+            _check_format(fmt)
+            if not dataset.exists():
+                raise user_error(f"no such file: {dataset}")
+            events = read_file(dataset, fmt)
+            name = (f"{dataset.parent.name}/{dataset.name}"
+                    if dataset.name in ("ratings.csv", "events.csv", "train.jsonl") else dataset.name)
         if limit:
             events = events[:limit]
         try:
-            result = run_eval(events, dataset.name if dataset.name not in ("ratings.csv", "events.csv",
-                                                                            "train.jsonl") else
-                              f"{dataset.parent.name}/{dataset.name}", retrain_every or None, epochs, device,
-                              half_life or None, every, progress)
+            result = run_eval(events, name, retrain_every or None, epochs, device, half_life or None, every, progress)
         except ValueError as exc:
             raise user_error(str(exc)) from None
         write_result(result, out)

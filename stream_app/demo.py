@@ -47,6 +47,24 @@ def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
             proc.wait()
 
 
+def train_when_ready(s: Settings, total: int, rate: float, stop: threading.Event) -> None:
+    """Once part of the stream is in, train a deep model (the worker hot-swaps it when promoted)."""
+    wait = min(20.0, 0.3 * total / rate) if rate else 5.0
+    if stop.wait(wait):
+        return
+    print("[demo] training the deep model on the events so far (`streamrec train`) ...", flush=True)
+    log_path = s.data_dir / "demo-train.log"
+    with open(log_path, "ab") as log:
+        done = subprocess.run([sys.executable, "-m", "stream_app", "train", "--epochs", "3", "--no-progress"],
+                              stdout=subprocess.PIPE, stderr=log, env=dict(os.environ))
+    if done.returncode == 0:
+        print(f"[demo] trained: {done.stdout.decode().strip()[:300]}", flush=True)
+        print("[demo] the worker swaps the promoted model in; `source: deep` items follow", flush=True)
+    else:
+        print(f"[demo] training failed (see {log_path}); the worker keeps serving without a deep model",
+              flush=True)
+
+
 def run_demo(s: Settings, dataset: Path | None, fmt: str, events: int, rate: float, keep_running: bool) -> None:
     from stream_app import broker
     from stream_app.consume import describe
@@ -92,6 +110,8 @@ def run_demo(s: Settings, dataset: Path | None, fmt: str, events: int, rate: flo
 
         producer = threading.Thread(target=feed, daemon=True)
         producer.start()
+        trainer = threading.Thread(target=train_when_ready, args=(s, total, rate, stop), daemon=True)
+        trainer.start()
         from kafka import KafkaConsumer
 
         consumer = KafkaConsumer(s.recommendations_topic, bootstrap_servers=s.bootstrap, group_id=None,

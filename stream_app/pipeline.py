@@ -66,6 +66,8 @@ class Pipeline:
     live: LiveQuality = field(default_factory=LiveQuality)
     ranker_offsets: dict[int, int] = field(default_factory=dict)
     observe_offsets: dict[int, int] = field(default_factory=dict)
+    latest_ts: float | None = None
+    """The latest event time seen (the clock of the return horizon)."""
     deep_pool: int = 4096
     """Items the deep model retrieves from when serving (its most frequent; 0 = all)."""
     deep_history: int = 20
@@ -80,8 +82,16 @@ class Pipeline:
             self.returns = ReturnPredictor(horizon=self.return_horizon_s)
 
     # -- per event, in the ingest agent -------------------------------------------------------
+    def expire_returns(self, max_items: int = 1000) -> int:
+        """Label users whose return horizon has passed (event time), a bounded number per call."""
+        if self.latest_ts is None:
+            return 0
+        return self.returns.expire(self.latest_ts, max_items)
+
     def observe(self, before: UserContext, event: Event, partition: int, offset: int) -> tuple[float, float]:
         """Learn the per-user estimates from one event; return (purchase, return) probabilities."""
+        if self.latest_ts is None or event.ts > self.latest_ts:
+            self.latest_ts = event.ts
         inter = logic.to_interaction(event)
         if offset > self.observe_offsets.get(partition, -1):
             self.purchase.learn_one(before, inter)

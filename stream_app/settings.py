@@ -119,6 +119,11 @@ class Settings(BaseSettings):
         kw: dict = {}
         if self.security_protocol != "PLAINTEXT":
             kw["security_protocol"] = self.security_protocol
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+                value = getattr(self, key)
+                if value is not None:
+                    kw[key] = str(value)
         if self.security_protocol.startswith("SASL"):
             kw.update(
                 sasl_mechanism=self.sasl_mechanism,
