@@ -1,0 +1,120 @@
+"""The reliability report as Markdown: one table per scenario, the command, and the raw figures.
+
+>>> print(render({"fuzz": {"injected_invalid": 5, "dlq_records": 5}}, None, "streamrec reliability --quick"))
+... # doctest: +ELLIPSIS
+# Reliability...| injected invalid records | 5 |...
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+ROWS: dict[str, list[tuple[str, str]]] = {
+    "crash": [
+        ("crashes (kill -9 at random points under load)", "crashes"), ("event rate (events/s)", "rate_events_s"),
+        ("events in the log", "events_in_log"), ("users compared with a replay of the log", "users"),
+        ("lost updates", "lost_updates"), ("double-applied updates", "double_applied_updates"),
+        ("users whose state differs from the replay", "users_mismatched"),
+        ("events without a recommendation", "events_without_recommendation"),
+        ("duplicate recommendation messages (at-least-once replays)", "duplicate_recommendations"),
+        ("recovery p50 (s, kill -9 to first recommendation of the new process)", "recovery_s.p50"),
+        ("recovery p95 (s)", "recovery_s.p95"), ("recovery max (s)", "recovery_s.max"),
+    ],
+    "broker": [
+        ("broker down (s, stop to accepting again)", "broker_down_s"), ("events acknowledged", "events_acked"),
+        ("send failures reported to the producer", "events_send_failed"),
+        ("acknowledged events missing from the log", "acked_but_missing_from_log"),
+        ("acknowledged events without a recommendation", "acked_without_recommendation"),
+        ("lost updates", "lost_updates"), ("double-applied updates", "double_applied_updates"),
+        ("worker still running (never restarted)", "worker_alive"), ("worker restarts", "worker_restarts"),
+        ("worker resumed after the broker was back (s)", "worker_resumed_s_after_broker_up"),
+    ],
+    "fuzz": [
+        ("records", "records"), ("fuzzed share", "share"), ("injected invalid records", "injected_invalid"),
+        ("records sent to the DLQ", "dlq_records"),
+        ("DLQ records caused by internal errors (bugs)", "dlq_internal_errors"),
+        ("valid records with extra fields (must be processed)", "valid_with_extra_fields"),
+        ("valid events", "valid_events"), ("valid events processed", "valid_processed"),
+        ("worker crashes", "worker_crashes"), ("lost updates", "lost_updates"),
+        ("double-applied updates", "double_applied_updates"),
+    ],
+    "models": [
+        ("bad artifacts refused", "refused"), ("bad artifacts tried", "total"),
+        ("pickle marker file created", "marker_created"), ("old version kept serving", "old_version_kept_serving"),
+    ],
+    "soak": [
+        ("worker capacity (events/s, measured on a backlog)", "capacity_events_s"),
+        ("soak length (s)", "soak.seconds"), ("soak rate (events/s, 70 % of capacity)", "soak.rate_events_s"),
+        ("soak events", "soak.events"), ("RSS start / end / max (MiB)", "soak.rss_start_mib|soak.rss_end_mib|soak.rss_max_mib"),
+        ("memory slope after warm-up (MiB/min)", "soak.rss_slope_mib_per_min"), ("warm-up (s)", "soak.warmup_s"),
+        ("max lag (records)", "soak.lag_max"), ("lag p95, second half (records)", "soak.lag_p95_second_half"),
+        ("lag slope, second half (records/min)", "soak.lag_slope_per_min_second_half"),
+        ("burst length (s)", "burst.seconds"),
+        ("normal / burst rate (events/s)", "burst.normal_rate_events_s|burst.burst_rate_events_s"),
+        ("max lag in the burst (records)", "burst.lag_max"), ("lag drained after the burst (s)", "burst.drain_s"),
+        ("rebalances during the burst", "burst.rebalances"), ("RSS max in the burst (MiB)", "burst.rss_max_mib"),
+        ("worker alive (no out-of-memory)", "burst.worker_alive"),
+    ],
+}
+
+TITLES = {
+    "crash": "1. Crash: kill -9 under load",
+    "broker": "2. Broker restart under load",
+    "fuzz": "3. Bad input",
+    "models": "4. Bad models",
+    "soak": "5-6. Soak and burst",
+}
+
+
+def _get(d: dict, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return "-"
+        d = d[part]
+    return d
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def render(results: dict, cfg: Any, command: str, notes: str = "") -> str:
+    """The Markdown report of ``results`` (as returned by :func:`run_suite`)."""
+    lines = ["# Reliability", "", "Produced by:", "", "```", command, "```", ""]
+    meta = results.get("meta")
+    if meta:
+        lines += [f"Run {meta.get('started')} on {meta.get('machine')}, Python {meta.get('python')}.", ""]
+    if notes:
+        lines += [notes.strip(), ""]
+    for name, rows in ROWS.items():
+        if name not in results:
+            continue
+        fig = results[name]
+        lines += [f"## {TITLES[name]}", ""]
+        if "error" in fig:
+            lines += [f"**The scenario did not finish:** `{fig['error']}`", ""]
+            continue
+        lines += ["| figure | value |", "|---|---|"]
+        for label, path in rows:
+            value = " / ".join(_fmt(_get(fig, p)) for p in path.split("|"))
+            lines.append(f"| {label} | {value} |")
+        if name == "models":
+            lines += ["", "| artifact | refused | reason |", "|---|---|---|"]
+            for case, r in fig.get("cases", {}).items():
+                reason = str(r.get("reason") or "").replace("|", "/")[:160]
+                lines.append(f"| {case} | {_fmt(r.get('refused'))} | {reason} |")
+        if name == "fuzz" and fig.get("injected_by_kind"):
+            lines += ["", "Injected invalid records by kind: "
+                      + ", ".join(f"{k} {v}" for k, v in fig["injected_by_kind"].items()) + "."]
+        if fig.get("scenario_seconds") is not None:
+            lines += ["", f"Scenario time: {fig['scenario_seconds']} s."]
+        lines.append("")
+    lines += ["## Raw figures", "", "```json",
+              orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode(), "```", ""]
+    return "\n".join(lines)
