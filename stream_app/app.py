@@ -56,7 +56,7 @@ def create_app(s: Settings | None = None) -> faust.App:
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
         stream_buffer_maxsize=4096,
-        producer_linger=0.005,
+        producer_linger=s.producer_linger_ms / 1000.0,
         producer_max_batch_size=256 * 1024,
     )
 

@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     return_horizon_s: float = Field(7 * 86400.0, gt=0, description="horizon of the return-probability model")
     popularity_half_life_s: float = Field(86400.0, gt=0, description="half-life of decayed popularity")
     deep_pool: int = Field(4096, ge=0, description="items the deep model retrieves from when serving (0 = all)")
+    producer_linger_ms: float = Field(5.0, ge=0, le=1000, description="how long the producer waits to fill a batch")
     torch_threads: int = Field(1, ge=1, description="threads torch may use for scoring (more contend with Kafka)")
     deep_history: int = Field(20, ge=1, description="latest items of a user the deep model encodes when serving")
     rocksdb_block_cache_mb: int = Field(32, ge=1, description="RocksDB block cache per partition database")

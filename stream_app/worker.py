@@ -20,6 +20,5 @@ def run_worker() -> None:
 
     # OpenMP threads spin while they wait: on a machine shared with Kafka one thread scores faster
     torch.set_num_threads(s.torch_threads)
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     worker = faust.Worker(app, loglevel=s.log_level, redirect_stdouts=False)
     worker.execute_from_commandline()

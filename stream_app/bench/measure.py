@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 
+from stream_app.testbed import peak_rss  # noqa: F401  (part of this module's measurements)
+
 
 @dataclass
 class Received:
@@ -204,19 +206,6 @@ def swap_gap(recs: list[dict], promoted_at: float, new_version: str, after_s: fl
             "gap_during_ms": round(max_gap(during) * 1000.0, 3),
             "gap_before_ms": round(max_gap(before) * 1000.0, 3),
             "window_s": round(length, 3)}
-
-
-def peak_rss(pid: int) -> dict:
-    """Peak and current resident memory of a live process, from ``/proc/<pid>/status``."""
-    out = {}
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith(("VmHWM:", "VmRSS:")):
-                name, kb = line.split()[:2]
-                out["peak_rss_bytes" if name == "VmHWM:" else "rss_bytes"] = int(kb) * 1024
-    except OSError:
-        pass
-    return out
 
 
 def state_sizes(bootstrap: str, topic: str, timeout: float = 60.0) -> dict:

@@ -11,23 +11,21 @@ anything else without seeing its records.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from stream_app.settings import Settings
+from stream_app.testbed import ROOT, TopicNames, WorkerProc, worker_env
 
-ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["ROOT", "BenchWorker", "Names", "delete_topics", "spawn_passthrough", "train_model"]
 
 
 @dataclass(frozen=True)
-class Names:
+class Names(TopicNames):
+    """Topics of catalogue ``label`` in benchmark run ``run``, plus the ceiling's passthrough sink."""
+
     run: str
     label: str
 
@@ -35,39 +33,10 @@ class Names:
     def prefix(self) -> str:
         return f"bench-{self.run}-{self.label}"
 
-    @property
-    def events(self) -> str:
-        return f"{self.prefix}-events"
-
-    @property
-    def recommendations(self) -> str:
-        return f"{self.prefix}-recommendations"
-
-    @property
-    def dlq(self) -> str:
-        return f"{self.prefix}-dlq"
-
-    @property
-    def passthrough(self) -> str:
-        return f"{self.prefix}-passthrough"
-
-    @property
-    def app_id(self) -> str:
-        return self.prefix
-
-    @property
-    def changelog(self) -> str:
-        return f"{self.app_id}-user_state-changelog"
+    passthrough = property(lambda self: f"{self.prefix}-passthrough", doc="Sink topic of the ceiling process.")
 
     def topics(self, partitions: int) -> dict[str, int]:
-        return {self.events: partitions, self.recommendations: partitions, self.dlq: 1,
-                self.passthrough: partitions}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return {**super().topics(partitions), self.passthrough: partitions}
 
 
 def delete_topics(bootstrap: str, prefix: str) -> None:
@@ -86,8 +55,11 @@ def delete_topics(bootstrap: str, prefix: str) -> None:
         pass
 
 
-class BenchWorker:
+class BenchWorker(WorkerProc):
     """A ``streamrec worker`` process on the topics of ``names``; ``env`` adds ``STREAMREC_*`` overrides.
+
+    Each worker has its own consumer group (``<app_id>-<name>``) and data folder; the workers of a
+    catalogue share its model registry.
 
     >>> w = BenchWorker(Settings(), Names("r", "x"), Path("/tmp/b"), "w", STREAMREC_BATCH_MAX="1")
     >>> w.env["STREAMREC_BATCH_MAX"], w.env["STREAMREC_APP_ID"]
@@ -96,72 +68,13 @@ class BenchWorker:
 
     def __init__(self, settings: Settings, names: Names, root: Path, name: str, **env: str) -> None:
         self.names = names
-        self.name = name
-        self.port = free_port()
         self.root = root
-        self.log_path = root / f"worker-{names.label}-{name}.log"
-        self.env = dict(os.environ)
-        self.env.update(
-            STREAMREC_BROKER=settings.broker,
-            STREAMREC_APP_ID=f"{names.app_id}-{name}",
-            STREAMREC_EVENTS_TOPIC=names.events,
-            STREAMREC_RECOMMENDATIONS_TOPIC=names.recommendations,
-            STREAMREC_DLQ_TOPIC=names.dlq,
-            STREAMREC_EVENTS_PARTITIONS=str(settings.events_partitions),
-            STREAMREC_DATA_DIR=str(root / f"data-{names.label}-{name}"),
-            STREAMREC_REGISTRY_DIR=str(root / f"registry-{names.label}"),
-            STREAMREC_WEB_PORT=str(self.port),
-            STREAMREC_WEB_HOST="127.0.0.1",
-            STREAMREC_LOG_LEVEL="warning",
-            STREAMREC_MODEL_POLL_S="0.5",
-        )
-        self.env.pop("STREAMREC_AUTH_TOKEN", None)
-        self.env.update(env)
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def app_id(self) -> str:
-        return self.env["STREAMREC_APP_ID"]
-
-    @property
-    def changelog(self) -> str:
-        return f"{self.app_id}-user_state-changelog"
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def start(self, wait: float = 120.0) -> "BenchWorker":
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "stream_app", "worker"], cwd=ROOT, env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"benchmark worker exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"benchmark worker not ready within {wait:.0f}s:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-    def log_tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no log)"
+        overrides = {"STREAMREC_APP_ID": f"{names.app_id}-{name}", "STREAMREC_LOG_LEVEL": "warning",
+                     "STREAMREC_MODEL_POLL_S": "0.5", **env}
+        super().__init__(name, worker_env(settings.broker, names, settings.events_partitions,
+                                          root / f"data-{names.label}-{name}", root / f"registry-{names.label}",
+                                          **overrides),
+                         root / f"worker-{names.label}-{name}.log")
 
 
 def spawn_passthrough(bootstrap: str, source: str, sink: str, group: str, expect: int) -> subprocess.Popen:

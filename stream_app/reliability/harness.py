@@ -13,16 +13,9 @@ per-user state with a replay of the log.
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -31,14 +24,11 @@ from pathlib import Path
 import orjson
 
 from schemas import EVENT_TYPES
+from stream_app.testbed import TEST_SETTINGS, TopicNames, WorkerProc as _Worker
+from stream_app.testbed import produce, producer, read_records, worker_env
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["Feeder", "LagProbe", "Topics", "WorkerProc", "compare_state", "expected_counts", "make_event",
+           "produce", "read_records", "recommended_ids", "slope", "wait_for_ids"]
 
 
 def slope(xs: list[float], ys: list[float]) -> float:
@@ -52,138 +42,31 @@ def slope(xs: list[float], ys: list[float]) -> float:
 
 
 @dataclass(frozen=True)
-class Topics:
+class Topics(TopicNames):
     """Topic names and consumer group of one scenario run (nothing else on the broker sees them)."""
 
     name: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
     @property
-    def events(self) -> str:
-        return f"rel-{self.name}-events"
-
-    @property
-    def recommendations(self) -> str:
-        return f"rel-{self.name}-recommendations"
-
-    @property
-    def dlq(self) -> str:
-        return f"rel-{self.name}-dlq"
-
-    @property
-    def app_id(self) -> str:
+    def prefix(self) -> str:
         return f"rel-{self.name}"
 
-    def create(self, bootstrap: str, partitions: int) -> None:
-        from stream_app import broker
 
-        broker.ensure_topics(bootstrap, {self.events: partitions, self.recommendations: partitions, self.dlq: 1})
+class WorkerProc(_Worker):
+    """A ``streamrec worker`` process on ``topics``; restartable on the same data folder.
 
-
-class WorkerProc:
-    """A ``streamrec worker`` process on ``topics``; restartable on the same data folder."""
+    >>> w = WorkerProc("127.0.0.1:9092", Topics("abc"), Path("/tmp/r"), "w1", 2, STREAMREC_LOG_LEVEL="error")
+    >>> w.env["STREAMREC_DATA_DIR"], w.env["STREAMREC_LOG_LEVEL"], w.log_path.name
+    ('/tmp/r/abc-w1', 'error', 'abc-w1.log')
+    """
 
     def __init__(self, bootstrap: str, topics: Topics, root: Path, name: str = "w1", partitions: int = 4,
                  **env: str) -> None:
-        self.name = name
-        self.port = free_port()
         self.root = Path(root)
-        self.log_path = self.root / f"{topics.name}-{name}.log"
-        self.env = dict(os.environ)
-        self.env.pop("STREAMREC_AUTH_TOKEN", None)
-        self.env.update(
-            STREAMREC_BROKER=f"kafka://{bootstrap}",
-            STREAMREC_APP_ID=topics.app_id,
-            STREAMREC_EVENTS_TOPIC=topics.events,
-            STREAMREC_RECOMMENDATIONS_TOPIC=topics.recommendations,
-            STREAMREC_DLQ_TOPIC=topics.dlq,
-            STREAMREC_EVENTS_PARTITIONS=str(partitions),
-            STREAMREC_DATA_DIR=str(self.root / f"{topics.name}-{name}"),
-            STREAMREC_REGISTRY_DIR=str(self.root / f"{topics.name}-registry"),
-            STREAMREC_WEB_HOST="127.0.0.1",
-            STREAMREC_WEB_PORT=str(self.port),
-            STREAMREC_LOG_LEVEL="info",
-            STREAMREC_CHECKPOINT_INTERVAL_S="2",
-        )
-        self.env.update(env)
-        self.proc: subprocess.Popen | None = None
-        self.starts = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self, wait: float = 120.0) -> "WorkerProc":
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            log.write(f"==== start {self.starts + 1} at {time.time():.3f}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen([sys.executable, "-m", "stream_app", "worker"], cwd=ROOT, env=self.env,
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.starts += 1
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker {self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if self.health() is not None:
-                return self
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"worker {self.name} not ready within {wait:.0f}s:\n{self.log_tail()}")
-
-    def health(self) -> dict | None:
-        status, body = self.get("/health", timeout=1)
-        return orjson.loads(body) if status == 200 else None
-
-    def get(self, path: str, timeout: float = 5) -> tuple[int, bytes]:
-        """GET ``path``; redirects to the worker that owns a user are followed. (0, b"") if unreachable."""
-        try:
-            with urllib.request.urlopen(self.url + path, timeout=timeout) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
-        except (OSError, ValueError):
-            return 0, b""
-
-    def kill9(self) -> float:
-        """SIGKILL the worker (no shutdown of any kind); return the wall-clock time of the kill."""
-        at = time.time()
-        if self.alive:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        return at
-
-    def stop(self) -> None:
-        if self.alive:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-
-    def rss_mb(self) -> float | None:
-        """Resident memory of the worker process (``VmRSS`` in /proc), MiB."""
-        if not self.alive:
-            return None
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-        except OSError:
-            return None
-        return None
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, n: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-n:])
+        base = self.root / f"{topics.name}-{name}"
+        super().__init__(name, worker_env(f"kafka://{bootstrap}", topics, partitions, base,
+                                          self.root / f"{topics.name}-registry", **{**TEST_SETTINGS, **env}),
+                         base.with_name(base.name + ".log"))
 
 
 def make_event(run: str, i: int, rng: random.Random, n_users: int, n_items: int, ts0: float = 1.7e9) -> dict:
@@ -202,12 +85,8 @@ class Feeder(threading.Thread):
     def __init__(self, bootstrap: str, topic: str, rate: Callable[[float], float] | float, n_users: int = 200,
                  n_items: int = 2000, seed: int = 0, limit: int | None = None, **producer_kw) -> None:
         super().__init__(daemon=True)
-        from kafka import KafkaProducer
-
-        kw = dict(acks="all", linger_ms=5, retries=2**31 - 1, delivery_timeout_ms=180_000, max_block_ms=180_000,
-                  reconnect_backoff_max_ms=1000)
-        kw.update(producer_kw)
-        self.producer = KafkaProducer(bootstrap_servers=bootstrap, **kw)
+        kw = dict(retries=2**31 - 1, delivery_timeout_ms=180_000, max_block_ms=180_000, reconnect_backoff_max_ms=1000)
+        self.producer = producer(bootstrap, **{**kw, **producer_kw})
         self.topic = topic
         self.rate = rate if callable(rate) else (lambda _t, r=float(rate): r)
         self.rng = random.Random(seed)
@@ -256,48 +135,6 @@ class Feeder(threading.Thread):
         self.producer.close(10)
         if self.error is not None:
             raise RuntimeError(f"the event producer failed: {self.error!r}")
-
-
-def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]) -> int:
-    """Send raw ``(key, value)`` records and wait until all are acknowledged; return how many."""
-    from kafka import KafkaProducer
-
-    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=4 * 1024 * 1024)
-    n = 0
-    futures = []
-    for key, value in records:
-        futures.append(p.send(topic, key=key, value=value))
-        n += 1
-    p.flush(120)
-    for f in futures:
-        f.get(timeout=60)
-    p.close(10)
-    return n
-
-
-def read_records(bootstrap: str, topic: str, expect: int, timeout: float = 60.0,
-                 linger: float = 2.0) -> list:
-    """Every record of ``topic`` from the start: until ``expect`` arrived (or ``timeout``), then ``linger`` more."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                      auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024)
-    out: list = []
-    try:
-        parts = c.partitions_for_topic(topic) or set()
-        c.assign([TopicPartition(topic, p) for p in parts])
-        c.seek_to_beginning()
-        deadline = time.monotonic() + timeout
-        while len(out) < expect and time.monotonic() < deadline:
-            for recs in c.poll(timeout_ms=500).values():
-                out.extend(recs)
-        end = time.monotonic() + linger
-        while time.monotonic() < end:
-            for recs in c.poll(timeout_ms=300).values():
-                out.extend(recs)
-    finally:
-        c.close()
-    return out
 
 
 def recommended_ids(bootstrap: str, topic: str, expect: int, timeout: float = 90.0) -> tuple[set[str], int]:

@@ -15,7 +15,8 @@ import orjson
 import pytest
 
 from stream_app.synthetic import generate
-from tests.integration.conftest import ROOT, Worker, producer, send_events
+from stream_app.testbed import ROOT, producer, send_events
+from tests.integration.conftest import Worker
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,9 @@ import time
 import orjson
 import pytest
 
-from tests.integration.conftest import Pipeline, Worker, event, producer, read_all, send_events
+from stream_app.testbed import Pipeline, event, producer, send_events
+from stream_app.testbed import read_records as read_all
+from tests.integration.conftest import Worker
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,9 @@ from models.base import Interaction
 from models.registry import ArtifactError, Registry
 from models.train import TrainConfig, train
 from stream_app.synthetic import generate
-from tests.integration.conftest import Worker, producer, read_all
+from stream_app.testbed import producer
+from stream_app.testbed import read_records as read_all
+from tests.integration.conftest import Worker
 
 pytestmark = pytest.mark.integration
 
