@@ -167,25 +167,31 @@ class DeepRecommender(Recommender):
     ``learn_one`` is a no-op: the model is trained offline (:func:`models.train.train`) and
     replaced as a whole through :mod:`models.registry`. ``predict_one`` of an item outside the
     vocabulary is ``-inf``. Excluded items are masked before the top-k, so a user always gets
-    ``min(k, items not excluded)`` items.
+    ``min(k, items not excluded)`` items. With ``exclude_history`` the items of the user's
+    ``recent_items`` are excluded too (for logs where nobody returns to an item, like ratings;
+    leave it off for shops, where people view the same product again).
 
     >>> net = SequenceModel(n_items=3, dim=4, layers=1, heads=1, max_len=4)
     >>> rec = DeepRecommender(net, Vocabulary(["a", "b", "c"]))
     >>> [len(r) for r in rec.rank_many([UserContext("u1"), UserContext("u2", ("a",))], k=5)]
     [3, 3]
+    >>> no_repeat = DeepRecommender(net, Vocabulary(["a", "b", "c"]), exclude_history=True)
+    >>> sorted(item for item, _ in no_repeat.rank(UserContext("u2", ("a",)), k=5))
+    ['b', 'c']
     """
 
     name = "deep"
 
     def __init__(
         self, model: SequenceModel, vocab: Vocabulary | Sequence[str], version: str | None = None,
-        collapse: bool = True,
+        collapse: bool = True, exclude_history: bool = False,
     ):
         self.vocab = vocab if isinstance(vocab, Vocabulary) else Vocabulary(vocab)
         if len(self.vocab) != model.n_items:
             raise ValueError(f"vocabulary has {len(self.vocab)} items, model has {model.n_items}")
         self.model = model.to("cpu").eval()
         self.collapse = collapse
+        self.exclude_history = exclude_history
         self._version = version
 
     @property
@@ -230,18 +236,22 @@ class DeepRecommender(Recommender):
         if k <= 0:
             return [[] for _ in users]
         scores = self.score_all(users)
-        if excludes is not None:
-            rows: list[int] = []
-            cols: list[int] = []
-            get = self.vocab.index.get
-            for row, ex in enumerate(excludes):
-                for item in ex:
-                    j = get(item)
-                    if j is not None:
-                        rows.append(row)
-                        cols.append(j - 1)
-            if rows:
-                scores[rows, cols] = float("-inf")
+        rows: list[int] = []
+        cols: list[int] = []
+        get = self.vocab.index.get
+        for row, ex in enumerate(excludes or ()):
+            for item in ex:
+                j = get(item)
+                if j is not None:
+                    rows.append(row)
+                    cols.append(j - 1)
+        if self.exclude_history:
+            for row, u in enumerate(users):
+                for j in self.vocab.encode(u.recent_items):
+                    rows.append(row)
+                    cols.append(j - 1)
+        if rows:
+            scores[rows, cols] = float("-inf")
         top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
         values, indices = top.values.tolist(), top.indices.tolist()
         items = self.vocab.items
@@ -256,7 +266,7 @@ class DeepRecommender(Recommender):
     @torch.inference_mode()
     def predict_one(self, user: UserContext, item_id: str) -> float:
         j = self.vocab.index.get(item_id)
-        if j is None:
+        if j is None or (self.exclude_history and item_id in user.recent_items):
             return float("-inf")
         vec = self.user_vectors([user])[0]
         return float(vec @ self.model.item_emb.weight[j])

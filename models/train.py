@@ -1,11 +1,15 @@
 """Training and holdout evaluation of the deep sequence model on a log of events.
 
-Steps: sort events by time; split at the time quantile ``1 - holdout_fraction`` (events before
-the cut train the model; each user's first event after it is that user's holdout target);
-build per-user item sequences (unknown/rare items skipped, consecutive repeats collapsed);
-cut them into windows of ``max_len``; train with sampled softmax (``negatives`` uniform
-negatives shared by the batch, accidental hits masked; ``negatives=0`` is the full softmax);
-report holdout HR@10 and NDCG@10 over the whole catalogue.
+Steps: sort events by time; split at the time quantile ``1 - holdout_fraction``: events before
+the cut train the model, and *every* event after it is a holdout target, predicted from everything
+its user did before it (training part and earlier holdout events) - the way the model is used
+between two retrainings, and thousands of targets rather than one per user. Build per-user item
+sequences (unknown/rare items skipped, consecutive repeats collapsed); cut them into windows of
+``max_len`` ending every ``window_stride`` items; train with the full softmax over the catalogue
+(or ``negatives`` shared uniform negatives, accidental hits masked); report holdout HR@10 and
+NDCG@10 over the whole catalogue. With ``patience`` training stops once the holdout NDCG@10 has
+not improved for that many epochs and keeps the best epoch; with ``refit_full`` a fresh model is
+then trained on every event for that many epochs, so the served model knows the newest items.
 
 Runs on CUDA when available, else CPU. Under ``torchrun`` (several processes) it trains with
 DistributedDataParallel (NCCL on CUDA, Gloo on CPU) and a DistributedSampler; every rank
@@ -28,6 +32,7 @@ Command line (plain or under torchrun)::
 from __future__ import annotations
 
 import argparse
+import bisect
 import dataclasses
 import json
 import math
@@ -57,13 +62,18 @@ class TrainConfig:
     layers: int = 2
     heads: int = 2
     max_len: int = 50
-    dropout: float = 0.2
+    """Positions read per user (start token + last ``max_len - 1`` items); match the serving history."""
+    dropout: float = 0.3
     epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
+    """At most this many epochs (fewer when early stopping ends training)."""
+    batch_size: int = 32
+    lr: float = 2e-3
     weight_decay: float = 0.0
-    negatives: int = 2048
+    negatives: int = 0
     """Shared uniform negatives per batch; 0 (or >= catalogue size) means the full softmax."""
+    label_smoothing: float = 0.0
+    window_stride: int = 10
+    """Training windows end every this many items of a sequence (0 or >= max_len: no overlap)."""
     holdout_fraction: float = 0.1
     min_item_count: int = 1
     """Items seen fewer times in the training part are left out of the vocabulary."""
@@ -71,6 +81,14 @@ class TrainConfig:
     exclude_seen: bool = True
     """Evaluation: never count an item the user already interacted with as a recommendation."""
     max_eval_users: int = 20000
+    max_eval_targets: int = 10000
+    """Holdout targets scored (a seeded sample when there are more)."""
+    patience: int = 0
+    """Early stopping: evaluate after every epoch and stop after this many epochs without a better
+    holdout NDCG@10, keeping the best epoch's weights; 0 trains all ``epochs``."""
+    refit_full: bool = False
+    """After the holdout run, train a fresh model on every event (holdout included) for the
+    best epoch count, so the served model knows the newest items; metrics stay the holdout run's."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -81,8 +99,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1")
         if self.max_len < 2:
             raise ValueError("max_len must be >= 2 (one start position and one item)")
-        if self.negatives < 0:
-            raise ValueError("negatives must be >= 0")
+        if self.negatives < 0 or self.window_stride < 0 or self.patience < 0 or self.max_eval_targets < 1 or self.max_eval_users < 1:
+            raise ValueError("negatives, window_stride and patience must be >= 0, max_eval_targets and max_eval_users >= 1")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError("label_smoothing must be in [0, 1)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -110,8 +130,9 @@ class TrainResult:
     rank: int = 0
     """Process rank under torchrun (0 otherwise); only rank 0 writes artifacts."""
 
-    def recommender(self, version: str | None = None) -> DeepRecommender:
-        return DeepRecommender(self.model, self.vocab, version, collapse=self.config.collapse_repeats)
+    def recommender(self, version: str | None = None, exclude_history: bool = False) -> DeepRecommender:
+        return DeepRecommender(self.model, self.vocab, version, collapse=self.config.collapse_repeats,
+                               exclude_history=exclude_history)
 
 
 @dataclass
@@ -119,13 +140,16 @@ class _Split:
     vocab: Vocabulary
     train_seqs: list[list[int]]
     eval_hist: list[list[int]]
-    eval_seen: list[set[int]]
+    """What the model reads for each target: the user's last ``max_len - 1`` known items."""
+    eval_seen: list[list[int]]
+    """Every known item the user touched before each target (excluded when ``exclude_seen``)."""
     eval_target: list[int]  # 0 = item outside the vocabulary (always a miss)
     cutoff: float
     n_events: int
+    holdout_users: int
 
 
-def _split(events: Iterable[Interaction], cfg: TrainConfig) -> _Split:
+def _check_events(events: Iterable[Interaction]) -> list[Interaction]:
     evs = list(events)
     if not evs:
         raise ValueError("no events to train on")
@@ -135,40 +159,71 @@ def _split(events: Iterable[Interaction], cfg: TrainConfig) -> _Split:
         if not math.isfinite(ev.ts):
             raise ValueError(f"event of user {ev.user_id!r} has a non-finite ts")
     evs.sort(key=lambda e: e.ts)  # stable: equal times keep log order
-    cut_at = min(len(evs) - 1, int(len(evs) * (1.0 - cfg.holdout_fraction)))
-    cutoff = evs[cut_at].ts
-    train_part = [e for e in evs if e.ts < cutoff]
-    if not train_part:
-        raise ValueError("the training part before the holdout cut is empty; lower holdout_fraction")
-    counts = Counter(e.item_id for e in train_part)
+    return evs
+
+
+def _sequences(evs: Sequence[Interaction], cfg: TrainConfig) -> tuple[Vocabulary, dict[str, list[int]]]:
+    """The vocabulary of ``evs`` (most frequent first) and each user's encoded item sequence."""
+    counts = Counter(e.item_id for e in evs)
     items = sorted((i for i, c in counts.items() if c >= cfg.min_item_count), key=lambda i: (-counts[i], i))
     if not items:
         raise ValueError("no item reaches min_item_count in the training part")
     vocab = Vocabulary(items)
     per_user: dict[str, list[str]] = {}
-    for e in train_part:
+    for e in evs:
         per_user.setdefault(e.user_id, []).append(e.item_id)
     prep = collapse_repeats if cfg.collapse_repeats else list
-    train_seqs = {u: prep(vocab.encode(s)) for u, s in per_user.items()}
-    hist, seen, target, done = [], [], [], set()
-    for e in evs[cut_at:]:
-        if e.ts < cutoff or e.user_id in done:
+    return vocab, {u: prep(vocab.encode(s)) for u, s in per_user.items()}
+
+
+def _split(evs: Sequence[Interaction], cfg: TrainConfig) -> _Split:
+    """Time split: events before the cut train; every event after it is a holdout target.
+
+    A target's history is everything its user did before it (training part and earlier holdout
+    events), the way the model is used between two retrainings.
+    """
+    cut_at = min(len(evs) - 1, int(len(evs) * (1.0 - cfg.holdout_fraction)))
+    cutoff = evs[cut_at].ts
+    n_train = bisect.bisect_left([e.ts for e in evs], cutoff)
+    if n_train == 0:
+        raise ValueError("the training part before the holdout cut is empty; lower holdout_fraction")
+    vocab, train_seqs = _sequences(evs[:n_train], cfg)
+    later = evs[n_train:]
+    users = sorted({e.user_id for e in later})
+    if len(users) > cfg.max_eval_users:
+        rng = np.random.default_rng(cfg.seed)
+        users = [users[i] for i in rng.choice(len(users), cfg.max_eval_users, replace=False)]
+    keep = set(users)
+    so_far = {u: list(train_seqs.get(u, ())) for u in keep}
+    hist, seen, target = [], [], []
+    seen_sets: dict[str, set[int]] = {u: set(h) for u, h in so_far.items()}
+    for e in later:
+        if e.user_id not in keep:
             continue
-        done.add(e.user_id)
-        h = train_seqs.get(e.user_id, [])
-        hist.append(h)
-        seen.append(set(h))
-        target.append(vocab.index.get(e.item_id, 0))
-    if len(hist) > cfg.max_eval_users:
-        pick = np.random.default_rng(cfg.seed).choice(len(hist), cfg.max_eval_users, replace=False)
-        pick.sort()
+        h = so_far[e.user_id]
+        j = vocab.index.get(e.item_id, 0)
+        if cfg.collapse_repeats and j and h and h[-1] == j:
+            continue  # a repeat of the item just touched is no new target
+        hist.append(h[-(cfg.max_len - 1):])
+        seen.append(list(seen_sets[e.user_id]) if cfg.exclude_seen else [])
+        target.append(j)
+        if j:
+            h.append(j)
+            seen_sets[e.user_id].add(j)
+    if len(target) > cfg.max_eval_targets:
+        pick = np.sort(np.random.default_rng(cfg.seed + 1).choice(len(target), cfg.max_eval_targets, replace=False))
         hist, seen, target = [hist[i] for i in pick], [seen[i] for i in pick], [target[i] for i in pick]
     seqs = [s for s in train_seqs.values() if s]
-    return _Split(vocab, seqs, hist, seen, target, cutoff, len(evs))
+    return _Split(vocab, seqs, hist, seen, target, cutoff, len(evs), len(keep))
 
 
-def _windows(seqs: Sequence[list[int]], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs ``[BOS, s_a .. s_{a+L-2}]`` and targets ``s_a .. s_{a+L-1}``, windows from the end."""
+def _windows(seqs: Sequence[list[int]], max_len: int, stride: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs ``[BOS, s_a .. s_{a+L-2}]`` and targets ``s_a .. s_{a+L-1}``, windows from the end.
+
+    Windows end every ``stride`` items (0: every ``max_len``, no overlap); overlapping windows
+    show an item after several context lengths and give small logs enough training steps.
+    """
+    step = stride if 0 < stride < max_len else max_len
     rows_in, rows_out = [], []
     for s in seqs:
         end = len(s)
@@ -179,16 +234,17 @@ def _windows(seqs: Sequence[list[int]], max_len: int) -> tuple[torch.Tensor, tor
             pad = [0] * (max_len - len(tgt))
             rows_in.append(inp + pad)
             rows_out.append(tgt + pad)
-            end = start
+            end = 0 if start == 0 else end - step
     return torch.tensor(rows_in, dtype=torch.long), torch.tensor(rows_out, dtype=torch.long)
 
 
 class _LossModule(nn.Module):
     """The training step as one module, so DistributedDataParallel sees every use of the weights."""
 
-    def __init__(self, model: SequenceModel):
+    def __init__(self, model: SequenceModel, label_smoothing: float = 0.0):
         super().__init__()
         self.model = model
+        self.label_smoothing = label_smoothing
 
     def forward(self, seqs: torch.Tensor, targets: torch.Tensor, negs: torch.Tensor | None) -> torch.Tensor:
         hidden = self.model(seqs)
@@ -198,7 +254,7 @@ class _LossModule(nn.Module):
         emb = self.model.item_emb.weight
         if negs is None:
             logits = h @ emb[1:].T
-            return nn.functional.cross_entropy(logits, tgt - 1)
+            return nn.functional.cross_entropy(logits, tgt - 1, label_smoothing=self.label_smoothing)
         pos = (h * emb[tgt]).sum(-1, keepdim=True)
         neg = h @ emb[negs].T
         neg = neg.masked_fill(negs.unsqueeze(0) == tgt.unsqueeze(1), float("-inf"))
@@ -208,34 +264,37 @@ class _LossModule(nn.Module):
 
 @torch.inference_mode()
 def evaluate(model: SequenceModel, split: _Split, exclude_seen: bool = True, k: int = 10,
-             batch_size: int = 256, device: str = "cpu") -> dict[str, float]:
-    """Holdout HR@k and NDCG@k of ``model`` (full ranking over the catalogue)."""
+             batch_size: int = 512, device: str = "cpu") -> dict[str, float]:
+    """Holdout HR@k and NDCG@k of ``model`` (full ranking over the catalogue, one row per target)."""
     was_training = model.training
     model.eval()
     hits, gain, n = 0, 0.0, len(split.eval_target)
+    items = model.item_matrix()
     try:
         for start in range(0, n, batch_size):
             hist = split.eval_hist[start:start + batch_size]
+            seen = split.eval_seen[start:start + batch_size]
             seqs, last = encode_batch(hist, model.max_len)
             seqs, last = seqs[:, : int(last.max()) + 1].to(device), last.to(device)
-            vec = model(seqs)[torch.arange(len(hist), device=device), last]
-            scores = vec @ model.item_matrix().T
+            scores = model(seqs)[torch.arange(len(hist), device=device), last] @ items.T
             if exclude_seen:
-                rows = [r for r, s in enumerate(split.eval_seen[start:start + batch_size]) for _ in s]
-                cols = [j - 1 for s in split.eval_seen[start:start + batch_size] for j in s]
+                rows = [r for r, s in enumerate(seen) for _ in s]
                 if rows:
-                    scores[rows, cols] = float("-inf")
-            top = torch.topk(scores, min(k, scores.shape[1]), dim=1).indices.cpu().tolist()
-            for row, tgt in enumerate(split.eval_target[start:start + batch_size]):
-                if tgt and exclude_seen and tgt in split.eval_seen[start + row]:
+                    scores[rows, [j - 1 for s in seen for j in s]] = float("-inf")
+            tgts = split.eval_target[start:start + batch_size]
+            tgt_idx = torch.tensor([max(t - 1, 0) for t in tgts], device=device)
+            tgt_score = scores[torch.arange(len(tgts), device=device), tgt_idx]
+            # rank = items scoring strictly higher (ties count in the target's favour, as topk may)
+            ranks = (scores > tgt_score.unsqueeze(1)).sum(1).cpu().tolist()
+            for row, (tgt, r) in enumerate(zip(tgts, ranks)):
+                if not tgt or r >= k or (exclude_seen and tgt in seen[row]):
                     continue
-                if tgt and (tgt - 1) in top[row]:
-                    hits += 1
-                    gain += 1.0 / math.log2(top[row].index(tgt - 1) + 2)
+                hits += 1
+                gain += 1.0 / math.log2(r + 2)
     finally:
         model.train(was_training)
     return {f"hr@{k}": hits / n if n else float("nan"), f"ndcg@{k}": gain / n if n else float("nan"),
-            "holdout_users": float(n)}
+            "holdout_targets": float(n)}
 
 
 def _pick_device(device: str | None, distributed: bool) -> torch.device:
@@ -272,15 +331,14 @@ def train(
             dist.destroy_process_group()
 
 
-def _train(events, cfg: TrainConfig, dev: torch.device, progress: bool, distributed: bool, rank: int) -> TrainResult:
-    torch.manual_seed(cfg.seed)
-    split = _split(events, cfg)
-    if not split.train_seqs:
-        raise ValueError("no user has a known item before the holdout cut")
-    inputs, targets = _windows(split.train_seqs, cfg.max_len)
-    n_items = len(split.vocab)
-    model = SequenceModel(n_items, cfg.dim, cfg.layers, cfg.heads, cfg.max_len, cfg.dropout).to(dev)
-    step: nn.Module = _LossModule(model)
+def _fit(
+    model: SequenceModel, seqs: Sequence[list[int]], cfg: TrainConfig, epochs: int, dev: torch.device,
+    progress: bool, distributed: bool, rank: int, split: _Split | None = None,
+) -> tuple[list[float], list[dict[str, float]], dict[str, float] | None]:
+    """Train ``model`` in place; with ``split`` and ``cfg.patience``, stop early and keep the best weights."""
+    inputs, targets = _windows(seqs, cfg.max_len, cfg.window_stride)
+    n_items = model.n_items
+    step: nn.Module = _LossModule(model, cfg.label_smoothing)
     if distributed:
         step = nn.parallel.DistributedDataParallel(step, device_ids=[dev.index] if dev.type == "cuda" else None)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -294,17 +352,18 @@ def _train(events, cfg: TrainConfig, dev: torch.device, progress: bool, distribu
     neg_gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 7919 + rank)
     epoch_seconds: list[float] = []
     history: list[dict[str, float]] = []
-    for epoch in range(cfg.epochs):
+    best: tuple[float, dict[str, float], dict[str, torch.Tensor]] | None = None
+    for epoch in range(epochs):
         if distributed:
             sampler.set_epoch(epoch)
         model.train()
         t0 = time.perf_counter()
         total, batches = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
-        for seqs, tgts in bar:
-            seqs, tgts = seqs.to(dev, non_blocking=True), tgts.to(dev, non_blocking=True)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
+        for seqs_b, tgts in bar:
+            seqs_b, tgts = seqs_b.to(dev, non_blocking=True), tgts.to(dev, non_blocking=True)
             negs = None if full else torch.randint(1, n_items + 1, (cfg.negatives,), generator=neg_gen).to(dev)
-            loss = step(seqs, tgts, negs)
+            loss = step(seqs_b, tgts, negs)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training loss became {float(loss)} at epoch {epoch + 1}; lower lr")
             opt.zero_grad(set_to_none=True)
@@ -316,14 +375,50 @@ def _train(events, cfg: TrainConfig, dev: torch.device, progress: bool, distribu
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         epoch_seconds.append(time.perf_counter() - t0)
-        history.append({"epoch": float(epoch + 1), "loss": total / max(batches, 1), "seconds": epoch_seconds[-1]})
+        row = {"epoch": float(epoch + 1), "loss": total / max(batches, 1), "seconds": epoch_seconds[-1]}
+        if split is not None and cfg.patience:
+            m = evaluate(model, split, cfg.exclude_seen, device=str(dev))
+            row["ndcg@10"] = m["ndcg@10"]
+            if best is None or m["ndcg@10"] > best[0]:
+                m["best_epoch"] = float(epoch + 1)
+                best = (m["ndcg@10"], m, {k: v.detach().clone() for k, v in model.state_dict().items()})
+        history.append(row)
         if progress:
-            tqdm.write(f"epoch {epoch + 1}: loss {history[-1]['loss']:.4f} ({epoch_seconds[-1]:.1f}s)")
-    metrics = evaluate(model, split, cfg.exclude_seen, device=str(dev))
-    metrics.update({"train_sequences": float(len(split.train_seqs)), "train_windows": float(len(inputs)),
-                    "items": float(n_items), "events": float(split.n_events), "cutoff_ts": split.cutoff})
+            tqdm.write(f"epoch {epoch + 1}: loss {row['loss']:.4f} ({epoch_seconds[-1]:.1f}s)"
+                       + (f" ndcg@10 {row['ndcg@10']:.4f}" if "ndcg@10" in row else ""))
+        if best is not None and epoch + 1 - int(best[1]["best_epoch"]) >= cfg.patience:
+            break
+    if best is None:
+        return epoch_seconds, history, None
+    model.load_state_dict(best[2])
+    return epoch_seconds, history, best[1]
+
+
+def _train(events, cfg: TrainConfig, dev: torch.device, progress: bool, distributed: bool, rank: int) -> TrainResult:
+    torch.manual_seed(cfg.seed)
+    evs = _check_events(events)
+    split = _split(evs, cfg)
+    if not split.train_seqs:
+        raise ValueError("no user has a known item before the holdout cut")
+    model = SequenceModel(len(split.vocab), cfg.dim, cfg.layers, cfg.heads, cfg.max_len, cfg.dropout).to(dev)
+    epoch_seconds, history, best = _fit(model, split.train_seqs, cfg, cfg.epochs, dev, progress, distributed,
+                                        rank, split)
+    metrics = best if best is not None else evaluate(model, split, cfg.exclude_seen, device=str(dev))
+    metrics.update({"holdout_users": float(split.holdout_users), "train_sequences": float(len(split.train_seqs)),
+                    "items": float(len(split.vocab)), "events": float(split.n_events), "cutoff_ts": split.cutoff})
+    vocab = split.vocab
+    if cfg.refit_full:
+        epochs = int(metrics.get("best_epoch", len(epoch_seconds)))
+        torch.manual_seed(cfg.seed)
+        vocab, seqs = _sequences(evs, cfg)
+        model = SequenceModel(len(vocab), cfg.dim, cfg.layers, cfg.heads, cfg.max_len, cfg.dropout).to(dev)
+        more, more_hist, _ = _fit(model, [s for s in seqs.values() if s], cfg, epochs, dev, progress,
+                                  distributed, rank)
+        epoch_seconds += more
+        history += [{**h, "refit": 1.0} for h in more_hist]
+        metrics.update({"refit_epochs": float(epochs), "refit_items": float(len(vocab))})
     model = model.to("cpu").eval()
-    return TrainResult(model, split.vocab, cfg, metrics, epoch_seconds, str(dev), history, rank)
+    return TrainResult(model, vocab, cfg, metrics, epoch_seconds, str(dev), history, rank)
 
 
 def read_jsonl_events(path: Path) -> list[Interaction]:

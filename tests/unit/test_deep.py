@@ -80,6 +80,22 @@ def test_rank_excludes_sorted_unique_and_k():
     assert rec.rank_many([], k=5) == []
 
 
+def test_exclude_history_drops_the_users_own_items():
+    plain, no_repeat = make_rec(), make_rec()
+    no_repeat.exclude_history = True
+    user = UserContext("a", recent_items=("i1", "i2", "unknown", "i3"))
+    full = [i for i, _ in plain.rank(user, k=40)]
+    kept = [i for i, _ in no_repeat.rank(user, k=40, exclude={"i4"})]
+    assert set(full) == {f"i{j}" for j in range(40)}
+    assert kept == [i for i in full if i not in {"i1", "i2", "i3", "i4"}]  # same order, history gone
+    assert no_repeat.predict_one(user, "i2") == float("-inf")
+    assert math.isfinite(no_repeat.predict_one(user, "i5"))
+    # batched: each user loses only their own history
+    both = no_repeat.rank_many([user, UserContext("b", recent_items=("i5",))], k=40)
+    assert {i for i, _ in both[0]} == set(full) - {"i1", "i2", "i3"}
+    assert {i for i, _ in both[1]} == set(full) - {"i5"}
+
+
 def test_predict_one_matches_rank_scores():
     rec = make_rec()
     user = users()[1]

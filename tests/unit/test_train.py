@@ -33,7 +33,7 @@ def chain_events(n_users: int = 150, length: int = 20, seed: int = 0) -> list[In
 
 
 TINY = dict(dim=32, layers=1, heads=2, max_len=12, epochs=8, batch_size=32, lr=5e-3, dropout=0.0,
-            negatives=20, holdout_fraction=0.1, seed=1)
+            negatives=20, holdout_fraction=0.1, window_stride=0, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,8 @@ def test_learns_planted_pattern(chain_result):
     m = chain_result.metrics
     # random ranking of 50 items hits 10/50 = 0.2 at most; the chain makes the next item certain
     assert m["holdout_users"] == 150
+    # every event after the cut is a target (the last 10% of 3000 events), not one per user
+    assert m["holdout_targets"] == 300
     assert m["hr@10"] > 0.8, m
     assert m["ndcg@10"] > 0.5, m
     assert len(chain_result.epoch_seconds) == TINY["epochs"]
@@ -67,6 +69,52 @@ def test_full_softmax_also_learns():
     assert res.metrics["hr@10"] > 0.6, res.metrics
 
 
+def test_early_stopping_keeps_the_best_epoch():
+    cfg = TrainConfig(**{**TINY, "epochs": 12, "patience": 2})
+    res = train(chain_events(n_users=80), cfg, device="cpu", progress=False)
+    best = int(res.metrics["best_epoch"])
+    assert 1 <= best <= len(res.epoch_seconds) <= 12
+    scores = [h["ndcg@10"] for h in res.history]
+    assert res.metrics["ndcg@10"] == pytest.approx(max(scores))
+    assert scores[best - 1] == max(scores)
+    if len(res.epoch_seconds) < 12:  # stopped early: the last `patience` epochs were no better
+        assert len(res.epoch_seconds) - best == 2
+    # the returned weights are the best epoch's: evaluating them again gives the same score
+    from models.train import _check_events, _split, evaluate
+    again = evaluate(res.model, _split(_check_events(chain_events(n_users=80)), cfg))
+    assert again["ndcg@10"] == pytest.approx(res.metrics["ndcg@10"], abs=1e-9)
+
+
+def test_refit_full_knows_items_first_seen_after_the_cut():
+    events = chain_events(n_users=60, length=12)
+    late = max(e.ts for e in events) + 1.0
+    events += [Interaction(f"u{u}", "brand-new", "click", late + u) for u in range(10)]
+    cfg = TrainConfig(**{**TINY, "epochs": 3, "patience": 1, "refit_full": True})
+    res = train(events, cfg, device="cpu", progress=False)
+    assert "brand-new" in res.vocab and res.model.n_items == N_ITEMS + 1
+    assert res.metrics["refit_epochs"] == res.metrics["best_epoch"]
+    assert sum(1 for h in res.history if h.get("refit")) == int(res.metrics["refit_epochs"])
+    plain = train(events, TrainConfig(**{**TINY, "epochs": 3}), device="cpu", progress=False)
+    assert "brand-new" not in plain.vocab
+    rec = res.recommender("v", exclude_history=True)
+    rec.check()
+    assert "i3" not in dict(rec.rank(UserContext("x", recent_items=("i1", "i2", "i3")), k=N_ITEMS))
+
+
+def test_overlapping_windows():
+    from models.train import _windows
+
+    seq = list(range(1, 13))  # 12 items
+    inp, out = _windows([seq], max_len=5, stride=0)
+    assert out.tolist() == [[8, 9, 10, 11, 12], [3, 4, 5, 6, 7], [1, 2, 0, 0, 0]]
+    assert inp.tolist()[0] == [0, 8, 9, 10, 11]
+    inp, out = _windows([seq], max_len=5, stride=2)
+    # windows end every 2 items; the one that reaches the start is the last (prefixes add nothing)
+    assert out.tolist() == [[8, 9, 10, 11, 12], [6, 7, 8, 9, 10], [4, 5, 6, 7, 8], [2, 3, 4, 5, 6],
+                            [1, 2, 3, 4, 0]]
+    assert inp.tolist()[-1] == [0, 1, 2, 3, 0]
+
+
 def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="no events"):
         train([], TrainConfig(**TINY), device="cpu", progress=False)
@@ -74,6 +122,10 @@ def test_bad_input_is_refused():
         train([{"user_id": "u"}], TrainConfig(**TINY), device="cpu", progress=False)
     with pytest.raises(ValueError, match="holdout_fraction"):
         TrainConfig(holdout_fraction=0.0)
+    with pytest.raises(ValueError, match="patience"):
+        TrainConfig(patience=-1)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        TrainConfig(label_smoothing=1.0)
     with pytest.raises(ValueError, match="unknown training config"):
         TrainConfig.from_dict({"dim": 8, "bogus": 1})
 
