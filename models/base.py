@@ -49,6 +49,14 @@ EVENT_WEIGHTS: dict[str, float] = {"view": 1.0, "click": 1.0, "add_to_cart": 2.0
 """How strongly each event type signals interest; shared by the models that weight events."""
 
 
+def event_weight(event_type: str) -> float:
+    """The weight of an event type; a clear error for a type outside the contract."""
+    try:
+        return EVENT_WEIGHTS[event_type]
+    except KeyError:
+        raise ValueError(f"unknown event type {event_type!r}; expected one of {sorted(EVENT_WEIGHTS)}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class Interaction:
     """One event as the models see it."""

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from models.base import EVENT_WEIGHTS, Interaction, Ranked, Recommender, UserContext
+from models.base import Interaction, Ranked, Recommender, UserContext, event_weight
 from models.checkpoint import dump, load
 from models.popularity import PopularityRecommender
 
@@ -75,10 +75,7 @@ class CooccurrenceRecommender(Recommender):
 
     # -- learning -------------------------------------------------------------------------
     def learn_one(self, user: UserContext, event: Interaction) -> None:
-        try:
-            w = EVENT_WEIGHTS[event.type]
-        except KeyError:
-            raise ValueError(f"unknown event type {event.type!r}; expected one of {sorted(EVENT_WEIGHTS)}") from None
+        w = event_weight(event.type)
         x = event.item_id
         recent = user.recent_items
         nbs, totals, cap = self.neighbors, self.totals, 2 * self.max_neighbors

@@ -27,7 +27,7 @@ import math
 from bisect import bisect_left, insort
 from collections.abc import Collection
 
-from models.base import EVENT_WEIGHTS, Interaction, Ranked, Recommender, UserContext
+from models.base import Interaction, Ranked, Recommender, UserContext, event_weight
 from models.checkpoint import dump, load
 
 
@@ -76,10 +76,7 @@ class PopularityRecommender(Recommender):
 
     # -- learning -------------------------------------------------------------------------
     def learn_one(self, user: UserContext, event: Interaction) -> None:
-        try:
-            w = EVENT_WEIGHTS[event.type]
-        except KeyError:
-            raise ValueError(f"unknown event type {event.type!r}; expected one of {sorted(EVENT_WEIGHTS)}") from None
+        w = event_weight(event.type)
         item = event.item_id
         contrib = math.log(w) + self._lam * event.ts
         old = self.log_scores.get(item)
