@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 settings = get_settings()
 STATIC = Path(__file__).resolve().parent / "static"
 ASSETS = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
-PEER_TIMEOUT_S = 0.8
+PEER_TIMEOUT_S = 2.0
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
