@@ -23,9 +23,11 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 
+import numpy as np
 import torch
 
 from models.base import Interaction, Ranked, Recommender, UserContext
+from models.deep_candidates import DeepCandidates
 
 
 class HeadRetriever(Recommender):
@@ -56,10 +58,8 @@ class HeadRetriever(Recommender):
         return [u if len(u.recent_items) <= h else replace(u, recent_items=u.recent_items[-h:]) for u in users]
 
     @torch.inference_mode()
-    def rank_many(self, users: Sequence[UserContext], k: int = 10,
-                  excludes: Sequence[Collection[str]] | None = None) -> list[Ranked]:
-        if not users or k <= 0 or not self.items:
-            return [[] for _ in users]
+    def _top(self, users: Sequence[UserContext], k: int, excludes: Sequence[Collection[str]] | None):
+        """Top-``k`` scores and pool positions per user (``-inf`` where fewer items remain)."""
         scores = self.deep.user_vectors(self._trimmed(users)) @ self.matrix.T
         if excludes is not None:
             rows, cols = [], []
@@ -72,11 +72,22 @@ class HeadRetriever(Recommender):
                         cols.append(c)
             if rows:
                 scores[rows, cols] = float("-inf")
-        top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
-        items = self.items
-        ninf = float("-inf")
-        return [[(items[j], v) for v, j in zip(vs, js) if v != ninf]
-                for vs, js in zip(top.values.tolist(), top.indices.tolist())]
+        return torch.topk(scores, min(k, scores.shape[1]), dim=1)
+
+    def candidates(self, users: Sequence[UserContext], k: int = 10,
+                   excludes: Sequence[Collection[str]] | None = None) -> DeepCandidates:
+        """:meth:`rank_many` as arrays (what the online reranker consumes)."""
+        if not users or k <= 0 or not self.items:
+            z = np.zeros((len(users), 0))
+            return DeepCandidates(self.items, z.astype(np.int64), z)
+        top = self._top(users, k, excludes)
+        return DeepCandidates(self.items, top.indices.numpy(), top.values.numpy())
+
+    def rank_many(self, users: Sequence[UserContext], k: int = 10,
+                  excludes: Sequence[Collection[str]] | None = None) -> list[Ranked]:
+        if not users or k <= 0 or not self.items:
+            return [[] for _ in users]
+        return self.candidates(users, k, excludes).lists()
 
     def rank(self, user: UserContext, k: int = 10, exclude: Collection[str] = frozenset()) -> Ranked:
         return self.rank_many([user], k, [exclude])[0]

@@ -45,6 +45,8 @@ from river import linear_model, optim
 from models.base import EVENT_WEIGHTS, Interaction, Ranked, Recommender, UserContext
 from models.candidates import CHUNK_USERS, CandidateIndex
 from models.checkpoint import dump, load
+from models.deep_candidates import entries as deep_entries
+from models.deep_candidates import select as select_deep
 from models.cooccurrence import CooccurrenceRecommender
 from models.popularity import PopularityRecommender
 
@@ -131,6 +133,8 @@ class OnlineRanker(Recommender):
         for item, ls in pop.log_scores.items():
             self._log_scores[self.index.ids[item]] = ls
         self._pop_cache: tuple[int, np.ndarray] = (-1, np.zeros(0, np.int64))
+        self._pool_ids: dict = {}
+        """Reranker ids of the deep retriever's item pool (see :func:`models.deep_candidates.entries`)."""
         self.n_learned = 0
         self.n_pairs = 0
         self._rng = random.Random(seed)
@@ -159,26 +163,15 @@ class OnlineRanker(Recommender):
         # candidate entries: deep (src 0), co-occurrence (src 1), popularity (src 2)
         parts_u, parts_i, parts_s, parts_r, parts_rel = [], [], [], [], []
         if deep_lists is None and self.deep is not None:
-            deep_lists = (self.retriever or self.deep).rank_many(list(users), p["n_deep"], list(excludes))
+            deep_lists = self.deep_candidates(users, excludes)
         if deep_lists is not None:
-            du, di, dr, drel = [], [], [], []
-            intern = idx.intern
-            for u, lst in enumerate(deep_lists):
-                if not lst:
-                    continue
-                hi, lo = lst[0][1], lst[-1][1]
-                span = hi - lo if hi > lo else 1.0
-                for r, (item, s) in enumerate(lst):
-                    du.append(u)
-                    di.append(intern(item))
-                    dr.append(r)
-                    drel.append((s - lo) / span)
+            du, di, dr, drel = deep_entries(deep_lists, idx.intern, self._pool_ids)
             cap = idx.capacity  # interning may have grown the index
-            parts_u.append(np.array(du, np.int64))
-            parts_i.append(np.array(di, np.int64))
+            parts_u.append(du)
+            parts_i.append(di)
             parts_s.append(np.zeros(len(du), np.int64))
-            parts_r.append(np.array(dr, np.int64))
-            parts_rel.append(np.array(drel, float))
+            parts_r.append(dr)
+            parts_rel.append(drel)
         v = idx.votes(users, p["n_cooc"])
         parts_u.append(v.users)
         parts_i.append(v.items)
@@ -271,7 +264,7 @@ class OnlineRanker(Recommender):
         for lo in range(0, len(users), CHUNK_USERS):
             hi = lo + CHUNK_USERS
             yield lo, self._score_chunk(users[lo:hi], excludes[lo:hi], w,
-                                        None if deep_lists is None else deep_lists[lo:hi])
+                                        None if deep_lists is None else select_deep(deep_lists, range(lo, min(hi, len(users)))))
 
     def deep_candidates(self, users: Sequence[UserContext], excludes: Sequence[Collection[str]]) -> list[Ranked] | None:
         """The deep retriever's candidates for many users in one call (None without a deep model).
@@ -281,7 +274,10 @@ class OnlineRanker(Recommender):
         """
         if self.deep is None:
             return None
-        return (self.retriever or self.deep).rank_many(list(users), self.params["n_deep"], list(excludes))
+        retriever = self.retriever or self.deep
+        if hasattr(retriever, "candidates"):  # the array form (see models.deep_candidates)
+            return retriever.candidates(list(users), self.params["n_deep"], list(excludes))
+        return retriever.rank_many(list(users), self.params["n_deep"], list(excludes))
 
     # -- ranking --------------------------------------------------------------------------
     def rank_many_with_sources(

@@ -2,8 +2,8 @@
 
 Each record of ``events`` is taken as raw bytes and validated here, so nothing Faust could fail
 to decode is silently acknowledged. Invalid records go to ``events-dlq`` with the reason; valid
-ones update the user's state idempotently and are queued for the scorer, which acknowledges them
-once their recommendation is published.
+ones are queued for the scorer, which applies them to the users' state idempotently (a micro-batch
+at a time), publishes their recommendations and only then acknowledges them.
 """
 
 from __future__ import annotations
@@ -16,14 +16,13 @@ from schemas import InvalidEvent, decode_event
 from stream_app import metrics
 from stream_app.app import app
 from stream_app.checkpoints import CheckpointStore
-from stream_app.logic import to_context
 from stream_app.pipeline import Pending, Pipeline
 from stream_app.scorer import Scorer
 from stream_app.settings import get_settings
-from stream_app.state import apply_event, decode_state, encode_state
 from stream_app.swap import ModelWatcher
 from stream_app.tables import user_state
 from stream_app.topics import DLQ, RECOMMENDATIONS, events_topic
+from stream_app.userstore import FaustRocksTable, UserStateStore
 
 log = logging.getLogger(__name__)
 settings = get_settings()
@@ -37,7 +36,6 @@ pipeline = Pipeline(
 )
 checkpoints = CheckpointStore(settings.data_dir / "online" / "checkpoint.msgpack")
 checkpoints.restore_into(pipeline)
-scorer = Scorer(pipeline, settings.batch_max, settings.batch_wait_ms, settings.queue_max)
 watcher = ModelWatcher(pipeline, settings.registry_path)
 _ingest_stream = None
 
@@ -45,11 +43,21 @@ _ingest_stream = None
 class Outbox:
     """Where the agents' output records go: Faust's producer (buffered; flushed before each commit)."""
 
-    async def send(self, topic: str, key: bytes | None, value: bytes | None, headers: list | None = None):
-        return await app.producer.send(topic, key, value, None, None, headers)
+    async def send(self, topic: str, key: bytes | None, value: bytes | None, headers: list | None = None,
+                   partition: int | None = None):
+        return await app.producer.send(topic, key, value, partition, None, headers)
 
 
 outbox = Outbox()
+
+
+async def _send_state(topic: str, key: bytes, value: bytes, partition: int):
+    return await outbox.send(topic, key, value, partition=partition)
+
+
+store = UserStateStore(FaustRocksTable(user_state), user_state.changelog_topic.get_topic_name(), _send_state)
+scorer = Scorer(pipeline, settings.batch_max, settings.batch_wait_ms, settings.queue_max, store=store,
+                recent_max=settings.recent_max, purchased_max=settings.purchased_max)
 
 
 def reason_category(reason: str) -> str:
@@ -97,22 +105,7 @@ async def ingest(stream):
                 await manual.ack(event)
                 continue
             metrics.EVENTS.labels("valid").inc()
-            key = msg.key
-            state = decode_state(user_state.get(key))
-            before = to_context(ev.user_id, state)
-            purchase_p, return_p = pipeline.observe(before, ev, msg.partition, msg.offset)
-            new, applied = apply_event(state, ev, msg.offset, settings.recent_max, settings.purchased_max)
-            if applied:
-                new.shown = pipeline.live.last_shown(ev.user_id)
-                new.purchase_probability = purchase_p
-                new.return_probability = return_p
-                user_state[key] = encode_state(new)
-            else:
-                metrics.DUPLICATES.inc()
-            await scorer.put(
-                Pending(ev, msg.partition, msg.offset, before, to_context(ev.user_id, new), received,
-                        purchase_p, return_p, event)
-            )
+            await scorer.put(Pending(ev, msg.partition, msg.offset, received=received, handle=event))
         except Exception as exc:  # a bug must not stop the partition: dead-letter and go on
             log.exception("ingest failed: topic=%s partition=%d offset=%d", msg.topic, msg.partition, msg.offset)
             metrics.EVENTS.labels("error").inc()

@@ -190,6 +190,10 @@ def register(cli: typer.Typer, model_cli: typer.Typer, user_error: type[Exceptio
         skip_naive: bool = typer.Option(False, "--skip-naive", help="do not measure the per-event pipeline"),
         skip_ceiling: bool = typer.Option(False, "--skip-ceiling", help="do not measure the passthrough ceiling"),
         skip_swap: bool = typer.Option(False, "--skip-swap", help="do not measure a hot swap under load"),
+        profile: Optional[Path] = typer.Option(None, "--profile", metavar="<dir>",
+                                               help="record each drain worker with py-spy into this folder"),
+        workers: int = typer.Option(1, "--workers", min=1, max=16,
+                                    help="worker processes in the group (one per core is typical)"),
     ) -> None:
         """End-to-end benchmark through the broker: throughput, latency, ceiling, naive, swap, memory."""
         import sys
@@ -211,9 +215,12 @@ def register(cli: typer.Typer, model_cli: typer.Typer, user_error: type[Exceptio
             raise typer.BadParameter("--users must be >= 1", param_hint="--users")
         if out.exists() and out.is_dir():
             raise typer.BadParameter(f"{out} is a directory", param_hint="--out")
+        if profile is not None and profile.exists() and not profile.is_dir():
+            raise typer.BadParameter(f"{profile} exists and is not a folder", param_hint="--profile")
         report = run_bench(get_settings(), out, quick=quick, items=sizes, events=events, users=users,
                            skip_naive=skip_naive, skip_ceiling=skip_ceiling, skip_swap=skip_swap,
-                           command=["streamrec", *sys.argv[1:]], log=lambda m: typer.echo(m, err=True))
+                           command=["streamrec", *sys.argv[1:]], log=lambda m: typer.echo(m, err=True),
+                           profile_dir=profile, workers=workers)
         typer.echo(summary_table(report))
         typer.echo(f"report written to {out}")
 

@@ -1,9 +1,10 @@
 """The recommendation pipeline of one worker, free of Faust and Kafka so it is tested on its own.
 
-The ingest agent calls :meth:`Pipeline.observe` once per valid event, in partition order (cheap
-per-user estimates that live in the user's state). The scorer calls :meth:`Pipeline.score` with a
-micro-batch: for each wave (no user twice) the online models learn from the events, then one
-batched ranking call (one forward pass of the deep model) produces every list.
+The scorer hands it one micro-batch at a time: :meth:`Pipeline.prepare` applies the events to
+the users' states in partition order (with :meth:`Pipeline.observe`, the cheap per-user
+estimates that live in the state), then :meth:`Pipeline.score` learns and ranks: for each wave
+(no user twice) the online models learn from the events, then one batched ranking call (one
+forward pass of the deep model) produces every list.
 
 Events whose offset the models have already learned from (a replay after a restart restored from
 a checkpoint) are ranked again but not learned twice.
@@ -14,31 +15,38 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
 from models.base import UserContext
+from models.deep_candidates import select as select_deep
 from models.engagement import PurchasePropensity, ReturnPredictor
 from models.hybrid import HybridRecommender
 from models.popularity import PopularityRecommender
 from schemas import Event
 from stream_app import logic
 from stream_app.live import LiveQuality
+from stream_app.state import UserState, apply_event, decode_state, encode_state
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
 class Pending:
-    """One valid event on its way from ingest to a recommendation."""
+    """One valid event on its way from ingest to a recommendation.
+
+    ``before`` and ``after`` (the user's context around the event) and the two estimates are
+    filled in by :meth:`Pipeline.prepare`, or by the caller.
+    """
 
     event: Event
     partition: int
     offset: int
-    before: UserContext
-    after: UserContext
-    received: float
+    before: UserContext | None = None
+    after: UserContext | None = None
+    received: float = 0.0
     """``time.perf_counter()`` when the worker took the record."""
     purchase_probability: float | None = None
     return_probability: float | None = None
@@ -101,6 +109,47 @@ class Pipeline:
         return self.purchase.predict_one(after), self.returns.predict_one(after)
 
     # -- per micro-batch, in the scorer ---------------------------------------------------------
+    def prepare(
+        self,
+        batch: list[Pending],
+        read: Callable[[int, str], bytes | None],
+        recent_max: int = 50,
+        purchased_max: int = 200,
+    ) -> tuple[dict[tuple[int, str], bytes], int]:
+        """Apply a micro-batch to the users' states, in order; fill in each event's contexts.
+
+        ``read(partition, user_id)`` returns a user's stored state (None for a new user). Returns
+        ``(states, duplicates)``: the encoded new state of every user the batch touched, a user's
+        updates coalesced into one, and the number of events already applied before (replays).
+        A user whose events were all replays is in ``states`` too: writing the state again
+        repairs a changelog that missed it when the worker died between the store and the send.
+        """
+        current: dict[tuple[int, str], UserState] = {}
+        duplicates = 0
+        last_shown = self.live.last_shown
+        for p in batch:
+            ev = p.event
+            user = ev.user_id
+            k = (p.partition, user)
+            st = current.get(k)
+            if st is None:
+                st = decode_state(read(p.partition, user))
+            before = logic.to_context(user, st)
+            purchase_p, return_p = self.observe(before, ev, p.partition, p.offset)
+            new, applied = apply_event(st, ev, p.offset, recent_max, purchased_max)
+            if applied:
+                new.shown = last_shown(user)
+                new.purchase_probability = purchase_p
+                new.return_probability = return_p
+            else:
+                duplicates += 1
+            current[k] = new
+            p.before = before
+            p.after = logic.to_context(user, new)
+            p.purchase_probability = purchase_p
+            p.return_probability = return_p
+        return {k: encode_state(st) for k, st in current.items()}, duplicates
+
     def score(self, batch: list[Pending]) -> list[dict]:
         """Learn from and rank a micro-batch; one recommendation message per event, in order.
 
@@ -133,7 +182,7 @@ class Pipeline:
             users = [p.after for p in wave]
             excludes = [all_excludes[i] for i in rnd]
             ranked = ranker.rank_many_with_sources(
-                users, self.top_k, excludes, None if deep_lists is None else [deep_lists[i] for i in rnd]
+                users, self.top_k, excludes, None if deep_lists is None else select_deep(deep_lists, rnd)
             )
             version = self.model_version()
             now = time.time()

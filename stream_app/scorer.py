@@ -1,9 +1,11 @@
 """The scorer: turns queued events into recommendation messages, one micro-batch at a time.
 
-The ingest agent applies each event to the user's state (inside stream iteration, as Faust's
-tables require) and queues it here without acknowledging it. This task drains the queue, learns
-and ranks a whole batch in one pass, publishes the messages, and only then acknowledges the
-records, so a crash before publication replays them (at-least-once, never lost).
+The ingest agent validates each record and queues it here without acknowledging it. This task
+drains the queue one micro-batch at a time: it applies the batch to the users' states (one read
+per user, one coalesced write per user to RocksDB and the changelog, see
+:mod:`stream_app.userstore`), learns and ranks the whole batch in one pass, publishes the
+messages, and only then acknowledges the records, so a crash before publication replays them
+(at-least-once, never lost; state is applied once, by offset).
 """
 
 from __future__ import annotations
@@ -34,8 +36,15 @@ class Scorer:
         batch_wait_ms: float = 2.0,
         queue_max: int = 2048,
         last_max: int = 100_000,
+        store=None,
+        recent_max: int = 50,
+        purchased_max: int = 200,
     ) -> None:
         self.pipeline = pipeline
+        self.store = store
+        """A :class:`stream_app.userstore.UserStateStore`; None when the caller prepares batches."""
+        self.recent_max = recent_max
+        self.purchased_max = purchased_max
         self.batch_max = batch_max
         self.batch_wait = batch_wait_ms / 1000.0
         self.queue: asyncio.Queue[Pending] = asyncio.Queue(maxsize=queue_max)
@@ -94,6 +103,11 @@ class Scorer:
 
     async def process(self, batch: list[Pending], send: Send, ack: Ack) -> None:
         t0 = time.perf_counter()
+        if self.store is not None:
+            states, duplicates = self.pipeline.prepare(batch, self.store.read, self.recent_max, self.purchased_max)
+            if duplicates:
+                metrics.DUPLICATES.inc(duplicates)
+            await self.store.write(states)
         messages = self.pipeline.score(batch)
         self.busy_s += time.perf_counter() - t0
         metrics.SCORING.observe(time.perf_counter() - t0)

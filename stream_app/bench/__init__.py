@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from stream_app.bench import load, measure
-from stream_app.bench.procs import ROOT, BenchWorker, Names, delete_topics, spawn_passthrough, train_model
+from stream_app.bench import load, measure, profile
+from stream_app.bench.procs import ROOT, BenchGroup, Names, delete_topics, spawn_passthrough, train_model
 from stream_app.settings import Settings
 
 DEFAULT_ITEMS = (10_000, 50_000, 100_000)
@@ -146,12 +146,22 @@ def _latency_run(settings: Settings, names: Names, pairs, rate: float, work: Pat
 
 
 def _drain_worker(settings: Settings, names: Names, work: Path, name: str, expect: int, timeout: float,
-                  recs_topic: str, log: Callable[[str], None], **env: str) -> tuple[dict, BenchWorker]:
-    worker = BenchWorker(settings, names, work, name, STREAMREC_RECOMMENDATIONS_TOPIC=recs_topic, **env)
+                  recs_topic: str, log: Callable[[str], None], profile_to: Path | None = None,
+                  workers: int = 1, **env: str) -> tuple[dict, BenchGroup]:
+    worker = BenchGroup(settings, names, work, name, workers, STREAMREC_RECOMMENDATIONS_TOPIC=recs_topic, **env)
     worker.start()
+    spy = profile.start(worker.pid, profile_to) if profile_to is not None and worker.pid else None
+    if profile_to is not None and spy is None:
+        log("  py-spy is not installed (pip install py-spy): no profile recorded")
     got = _wait_output(settings.bootstrap, recs_topic, expect, timeout)
+    prof = profile.stop(spy, profile_to) if spy is not None else None
     res = measure.drain_rate(measure.parse(_read_all(settings.bootstrap, recs_topic, got)))
-    res.update(measure.peak_rss(worker.pid))
+    if prof is not None:
+        res["profile"] = prof
+        top = ", ".join(f"{r['function']} {r['share']:.0%}" for r in prof["self"][:5])
+        log(f"  profile of the drain ({prof['samples']} samples, {profile_to}): {top}")
+    res.update(worker.peak_rss())
+    res["workers"] = workers
     res["complete"] = got >= expect
     log(f"  {name}: {res['events_per_s']:.0f} events/s ({res['measured']} recommendations measured)")
     return res, worker
@@ -180,7 +190,9 @@ def _catalog(settings: Settings, run: str, n_items: int, cfg: dict, headline: bo
     out["backlog_send"], _ = _produce(settings.bootstrap, names.events, pairs, 0.0, work, f"{names.label}-backlog",
                                       timeout=600)
     drain, worker = _drain_worker(settings, names, work, "main", len(pairs), cfg["drain_timeout"],
-                                  names.recommendations, log)
+                                  names.recommendations, log,
+                                  profile_to=cfg["profile"] / f"drain-{names.label}.txt" if cfg["profile"] else None,
+                                  workers=cfg["workers"])
     out["drain"] = drain
     out["events_per_s"] = drain["events_per_s"]
     produced = len(pairs)
@@ -218,7 +230,7 @@ def _catalog(settings: Settings, run: str, n_items: int, cfg: dict, headline: bo
                 log(f"  hot swap at 50% load: largest output gap {swap['gap_during_ms']} ms "
                     f"(before: {swap['gap_before_ms']} ms)")
             produced += pos
-        out.update(measure.peak_rss(worker.pid))
+        out.update(worker.peak_rss())
     finally:
         worker.stop()
     out["state"] = measure.state_sizes(settings.bootstrap, worker.changelog)
@@ -244,7 +256,8 @@ def _catalog(settings: Settings, run: str, n_items: int, cfg: dict, headline: bo
 
 
 def _config(quick: bool, items: Sequence[int] | None, events: int | None, users: int | None,
-            skip_naive: bool, skip_ceiling: bool, skip_swap: bool) -> dict:
+            skip_naive: bool, skip_ceiling: bool, skip_swap: bool, profile_dir: Path | None = None,
+            workers: int = 1) -> dict:
     if quick:
         cfg = {"items": [2_000], "events": 3_000, "users": 300, "rate_s": 2.0, "swap_s": 4.0,
                "naive_events": 1_500, "naive_timeout": 20.0, "drain_timeout": 90.0}
@@ -259,16 +272,25 @@ def _config(quick: bool, items: Sequence[int] | None, events: int | None, users:
     if users:
         cfg["users"] = users
     cfg.update(quick=quick, levels=list(LEVELS), skip_naive=skip_naive, skip_ceiling=skip_ceiling,
-               swap=not skip_swap)
+               swap=not skip_swap, profile=profile_dir, workers=workers)
     return cfg
 
 
 def run_bench(settings: Settings, out: Path, quick: bool = False, items: Sequence[int] | None = None,
               events: int | None = None, users: int | None = None, skip_naive: bool = False,
               skip_ceiling: bool = False, skip_swap: bool = False, command: Sequence[str] | None = None,
-              log: Callable[[str], None] = print) -> dict:
-    """Run the benchmark against ``settings.broker`` and write the JSON report to ``out``; return it."""
-    cfg = _config(quick, items, events, users, skip_naive, skip_ceiling, skip_swap)
+              log: Callable[[str], None] = print, profile_dir: Path | None = None, workers: int = 1) -> dict:
+    """Run the benchmark against ``settings.broker`` and write the JSON report to ``out``; return it.
+
+    With ``profile_dir``, each catalogue's drain worker is recorded with py-spy there and the
+    summary goes in the report (``catalogs.<N>.drain.profile``). ``workers`` runs the pipeline as
+    that many worker processes in one consumer group (the naive pipeline stays one process).
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    cfg = _config(quick, items, events, users, skip_naive, skip_ceiling, skip_swap, profile_dir, workers)
+    if profile_dir is not None:
+        profile_dir.mkdir(parents=True, exist_ok=True)
     for n in cfg["items"]:
         if n < 10:
             raise ValueError(f"catalogue sizes must be >= 10 items, got {n}")
@@ -277,7 +299,7 @@ def run_bench(settings: Settings, out: Path, quick: bool = False, items: Sequenc
     started = time.time()
     report: dict = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
                     "command": list(command if command is not None else sys.argv), "machine": _machine(),
-                    "config": {k: v for k, v in cfg.items() if k != "quick"} | {"quick": quick,
+                    "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.items() if k != "quick"} | {"quick": quick,
                                "partitions": settings.events_partitions, "broker": settings.bootstrap}}
     run = uuid.uuid4().hex[:8]
     head = headline_items(cfg["items"])

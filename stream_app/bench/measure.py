@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
@@ -55,38 +56,50 @@ class Collector:
     error: BaseException | None = None
 
     def start(self) -> "Collector":
-        from kafka import KafkaConsumer, TopicPartition
-
-        self._consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
-                                       enable_auto_commit=False, auto_offset_reset="earliest",
-                                       fetch_max_wait_ms=5, max_poll_records=5000)
-        parts = self._consumer.partitions_for_topic(self.topic)
-        if not parts:
-            self._consumer.close()
-            raise RuntimeError(f"topic {self.topic!r} does not exist")
-        tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
-        self._consumer.assign(tps)
-        if self.from_end:
-            self._consumer.seek_to_end()
-            for tp in tps:
-                self._consumer.position(tp)
-        else:
-            self._consumer.seek_to_beginning()
-        self._thread = threading.Thread(target=self._run, name=f"collect-{self.topic}", daemon=True)
+        """Assign every partition and start reading; raises if the topic does not exist."""
+        ready = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run(ready)), name=f"collect-{self.topic}",
+                                        daemon=True)
         self._thread.start()
+        ready.wait(60)
+        if self.error is not None:
+            self._thread.join(10)
+            raise RuntimeError(str(self.error)) from self.error
         return self
 
-    def _run(self) -> None:
+    async def _run(self, ready: threading.Event) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                                    auto_offset_reset="earliest", fetch_max_wait_ms=5,
+                                    max_partition_fetch_bytes=4 * 1024 * 1024)
         append = self.records.append
         try:
+            await consumer.start()
+            cluster = await consumer._client.fetch_all_metadata()  # aiokafka 0.14 (pinned)
+            parts = cluster.partitions_for_topic(self.topic)
+            if not parts:
+                raise RuntimeError(f"topic {self.topic!r} does not exist")
+            tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            if self.from_end:
+                await consumer.seek_to_end(*tps)
+                for tp in tps:
+                    await consumer.position(tp)
+            else:
+                await consumer.seek_to_beginning(*tps)
+            ready.set()
             while not self._stop.is_set():
-                batches = self._consumer.poll(timeout_ms=50)
+                batches = await consumer.getmany(timeout_ms=50, max_records=5000)
                 now = time.time()
                 for recs in batches.values():
                     for r in recs:
                         append(Received(now, r.timestamp, r.value))
-        except BaseException as exc:  # surfaced by wait()/stop()
+        except BaseException as exc:  # surfaced by start()/wait()/stop()
             self.error = exc
+        finally:
+            ready.set()
+            await consumer.stop()
 
     @property
     def count(self) -> int:
@@ -111,7 +124,6 @@ class Collector:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)
-        self._consumer.close()
         if self.error is not None:
             raise RuntimeError(f"collector on {self.topic} failed: {self.error!r}")
         return self.records

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from stream_app.settings import Settings
-from stream_app.testbed import ROOT, TopicNames, WorkerProc, worker_env
+from stream_app.testbed import ROOT, TopicNames, WorkerProc, peak_rss, worker_env
 
-__all__ = ["ROOT", "BenchWorker", "Names", "delete_topics", "spawn_passthrough", "train_model"]
+__all__ = ["ROOT", "BenchGroup", "BenchWorker", "Names", "delete_topics", "spawn_passthrough", "train_model"]
 
 
 @dataclass(frozen=True)
@@ -66,15 +67,73 @@ class BenchWorker(WorkerProc):
     ('1', 'bench-r-x-w')
     """
 
-    def __init__(self, settings: Settings, names: Names, root: Path, name: str, **env: str) -> None:
+    def __init__(self, settings: Settings, names: Names, root: Path, name: str, group: str | None = None,
+                 **env: str) -> None:
         self.names = names
         self.root = root
-        overrides = {"STREAMREC_APP_ID": f"{names.app_id}-{name}", "STREAMREC_LOG_LEVEL": "warning",
+        overrides = {"STREAMREC_APP_ID": f"{names.app_id}-{group or name}", "STREAMREC_LOG_LEVEL": "warning",
                      "STREAMREC_MODEL_POLL_S": "0.5", **env}
         super().__init__(name, worker_env(settings.broker, names, settings.events_partitions,
                                           root / f"data-{names.label}-{name}", root / f"registry-{names.label}",
                                           **overrides),
                          root / f"worker-{names.label}-{name}.log")
+
+
+class BenchGroup:
+    """``n`` benchmark workers in one consumer group (``<app_id>-<name>``), started together.
+
+    >>> g = BenchGroup(Settings(), Names("r", "x"), Path("/tmp/b"), "main", 2)
+    >>> [w.name for w in g.workers], {w.app_id for w in g.workers}
+    (['main-1', 'main-2'], {'bench-r-x-main'})
+    """
+
+    def __init__(self, settings: Settings, names: Names, root: Path, name: str, n: int = 1, **env: str) -> None:
+        if n == 1:
+            self.workers = [BenchWorker(settings, names, root, name, **env)]
+        else:
+            self.workers = [BenchWorker(settings, names, root, f"{name}-{i + 1}", group=name, **env)
+                            for i in range(n)]
+
+    def start(self) -> "BenchGroup":
+        """Start every worker at once (one group join, not one rebalance per worker)."""
+        errors: list[BaseException] = []
+
+        def go(w: BenchWorker) -> None:
+            try:
+                w.start()
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=go, args=(w,)) for w in self.workers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            self.stop()
+            raise errors[0]
+        return self
+
+    def stop(self) -> None:
+        for w in self.workers:
+            w.stop()
+
+    @property
+    def pid(self) -> int | None:
+        return self.workers[0].pid
+
+    @property
+    def changelog(self) -> str:
+        return self.workers[0].changelog
+
+    def peak_rss(self) -> dict:
+        """Peak resident memory: the sum over the workers, and each worker's."""
+        each = [peak_rss(w.pid).get("peak_rss_bytes") for w in self.workers if w.pid]
+        each = [b for b in each if b]
+        out = {"peak_rss_bytes": sum(each)} if each else {}
+        if len(self.workers) > 1:
+            out["peak_rss_bytes_per_worker"] = each
+        return out
 
 
 def spawn_passthrough(bootstrap: str, source: str, sink: str, group: str, expect: int) -> subprocess.Popen:

@@ -17,7 +17,7 @@ class Recorder:
     def __init__(self) -> None:
         self.records: list[tuple[str, bytes | None, bytes | None, dict]] = []
 
-    async def send(self, topic, key, value, headers=None):
+    async def send(self, topic, key, value, headers=None, partition=None):
         self.records.append((topic, key, value, dict(headers or [])))
 
     def on(self, topic: str) -> list:
@@ -93,11 +93,13 @@ async def test_valid_events_update_state_once_and_get_a_recommendation(outbox):
         await agent.put(value=ev(1, user="u-9", item="i-1", typ="view"), key=b"u-9")
         await agent.put(value=ev(2, user="u-9", item="i-2", typ="purchase"), key=b"u-9")
         await agent.put(value=ev(3, user="u-9", item="i-3", typ="click"), key=b"u-9")
+        recs = await drain(outbox)
         state = decode_state(agents.user_state.get(b"u-9"))
     assert state.counts == [1, 1, 0, 1]
     assert state.recent[-3:] == ["i-1", "i-2", "i-3"]
     assert state.purchased == ["i-2"]
-    recs = await drain(outbox)
+    changelog = outbox.on(agents.store.changelog)
+    assert [(k, v) for _, k, v, _ in changelog] == [(b"u-9", agents.user_state.get(b"u-9"))]  # one per batch
     assert [r["event_id"] for r in recs] == ["e-1", "e-2", "e-3"]
     for r in recs[1:]:
         assert "i-2" not in {i["item_id"] for i in r["items"]}
@@ -107,12 +109,15 @@ async def test_valid_events_update_state_once_and_get_a_recommendation(outbox):
 async def test_a_replayed_record_changes_nothing(outbox):
     async with agents.ingest.test_context() as agent:
         await agent.put(value=ev(1, user="u-replay", item="i-1"), key=b"u-replay")
+        await drain(outbox)
         first = agents.user_state.get(b"u-replay")
     # a new test context starts offsets at 0 again: exactly what a replay after a crash looks like
     async with agents.ingest.test_context() as agent:
         await agent.put(value=ev(1, user="u-replay", item="i-1"), key=b"u-replay")
+        recs = await drain(outbox)
         again = agents.user_state.get(b"u-replay")
     assert first == again
     assert decode_state(again).counts == [0, 1, 0, 0]
-    recs = await drain(outbox)
     assert [r["event_id"] for r in recs] == ["e-1", "e-1"]  # the duplicate still gets its message
+    # the replay writes the stored state to the changelog again (repairing one that missed it)
+    assert [v for _, k, v, _ in outbox.on(agents.store.changelog)] == [first, first]
