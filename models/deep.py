@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Iterable, Sequence
+from itertools import chain
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -149,16 +151,22 @@ class SequenceModel(nn.Module):
 def encode_batch(
     histories: Sequence[Sequence[int]], max_len: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs ``[BOS, last max_len-1 items, PAD...]`` and the index of each last real position."""
-    keep = max_len - 1
-    seqs = torch.zeros(len(histories), max_len, dtype=torch.long)
-    last = torch.empty(len(histories), dtype=torch.long)
-    for row, hist in enumerate(histories):
-        tail = list(hist[-keep:]) if keep > 0 else []
-        if tail:
-            seqs[row, 1:1 + len(tail)] = torch.tensor(tail, dtype=torch.long)
-        last[row] = len(tail)
-    return seqs, last
+    """Inputs ``[BOS, last max_len-1 items, PAD...]`` and the index of each last real position.
+
+    >>> seqs, last = encode_batch([[5, 6, 7], [], [8]], max_len=3)
+    >>> seqs.tolist(), last.tolist()
+    ([[0, 6, 7], [0, 0, 0], [0, 8, 0]], [2, 0, 1])
+    """
+    keep = max(max_len - 1, 0)
+    n = len(histories)
+    tails = [hist[-keep:] if keep > 0 else () for hist in histories]
+    lens = np.fromiter((len(t) for t in tails), np.int64, count=n)
+    seqs = np.zeros((n, max_len), np.int64)
+    if lens.any():
+        cols = np.arange(max_len)[None, :]
+        seqs[(cols >= 1) & (cols <= lens[:, None])] = np.fromiter(chain.from_iterable(tails), np.int64,
+                                                                 count=int(lens.sum()))
+    return torch.from_numpy(seqs), torch.from_numpy(lens)
 
 
 class DeepRecommender(Recommender):

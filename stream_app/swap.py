@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections import deque
 from pathlib import Path
@@ -16,6 +17,7 @@ from models.base import UserContext
 from stream_app import metrics
 
 log = logging.getLogger(__name__)
+LOAD_SWITCH_INTERVAL_S = 0.0005
 
 GOLDEN_USERS = [
     UserContext("golden-empty"),
@@ -80,7 +82,14 @@ class ModelWatcher:
             return None
         t0 = time.perf_counter()
         try:
-            model, retriever = await asyncio.to_thread(self._load_checked, wanted)
+            # the loading thread holds the GIL for up to the switch interval (5 ms) at a time:
+            # hand it back to the event loop sooner while a model loads, so the stream stalls less
+            switch = sys.getswitchinterval()
+            sys.setswitchinterval(min(switch, LOAD_SWITCH_INTERVAL_S))
+            try:
+                model, retriever = await asyncio.to_thread(self._load_checked, wanted)
+            finally:
+                sys.setswitchinterval(switch)
         except Exception as exc:
             self.refused.add(wanted)
             metrics.SWAPS.labels("refused").inc()

@@ -249,7 +249,8 @@ def _catalog(settings: Settings, run: str, n_items: int, cfg: dict, headline: bo
         log(f"  ceiling (aiokafka passthrough): {out['ceiling']['events_per_s']:.0f} events/s")
     if headline and not cfg["skip_naive"]:
         naive, nworker = _drain_worker(settings, names, work, "naive", cfg["naive_events"], cfg["naive_timeout"],
-                                       naive_topic, log, STREAMREC_BATCH_MAX="1", STREAMREC_BATCH_WAIT_MS="0")
+                                       naive_topic, log, workers=cfg["workers"], STREAMREC_BATCH_MAX="1",
+                                       STREAMREC_BATCH_WAIT_MS="0")
         nworker.stop()
         out["naive"] = naive
     return out
@@ -283,8 +284,8 @@ def run_bench(settings: Settings, out: Path, quick: bool = False, items: Sequenc
     """Run the benchmark against ``settings.broker`` and write the JSON report to ``out``; return it.
 
     With ``profile_dir``, each catalogue's drain worker is recorded with py-spy there and the
-    summary goes in the report (``catalogs.<N>.drain.profile``). ``workers`` runs the pipeline as
-    that many worker processes in one consumer group (the naive pipeline stays one process).
+    summary goes in the report (``catalogs.<N>.drain.profile``). ``workers`` runs the pipeline (and the
+    naive one) as that many worker processes in one consumer group.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")

@@ -7,8 +7,8 @@ what they call (anywhere in the stack, counted once per stack).
 
 >>> raw = "main (a.py:1);loop (a.py:5);score (p.py:9) 30\\nmain (a.py:1);loop (a.py:5);send (k.py:2) 10\\n"
 >>> s = summarize(raw)
->>> s["samples"], s["self"][0], s["inclusive"][0]["function"]
-(40, {'function': 'score (p.py)', 'samples': 30, 'share': 0.75}, 'main (a.py)')
+>>> s["samples"], s["self"][0], s["inclusive"][0]["samples"]
+(40, {'function': 'score (p.py)', 'samples': 30, 'share': 0.75}, 40)
 """
 
 from __future__ import annotations

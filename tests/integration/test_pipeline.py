@@ -138,3 +138,22 @@ def test_state_and_recommendations_respect_purchases(pipeline, workers):
         msg = orjson.loads(r.value)
         if msg["user_id"] == "u-buyer" and msg["event_id"] != "e-0":
             assert "i-0" not in {i["item_id"] for i in msg["items"]}
+
+
+def test_worker_refuses_an_events_topic_with_other_partitions(kafka, tmp_path):
+    """An events topic created with 1 partition (say, auto-created by a producer) under a
+    4-partition configuration: the worker exits at once with one line saying what to do."""
+    import subprocess
+    import sys
+
+    from stream_app import broker
+    from stream_app.testbed import ROOT, Pipeline
+
+    p = Pipeline(kafka, tmp_path, partitions=4)
+    broker.ensure_topics(kafka, {p.events: 1})
+    proc = subprocess.run([sys.executable, "-m", "stream_app", "worker"], cwd=ROOT, env=p.env("w1"),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"topic {p.events!r} has 1 partition(s)" in err[0] and "STREAMREC_EVENTS_PARTITIONS" in err[0]
