@@ -180,21 +180,43 @@ def drain_rate(recs: list[dict], need_deep: bool = True) -> dict:
 
 
 def latency(recs: list[dict], send_times: dict[int, float], skip_s: float = 0.5) -> dict:
-    """Event->recommendation latency percentiles (ms); events sent in the first ``skip_s`` are left out."""
+    """Event->recommendation latency percentiles (ms); events sent in the first ``skip_s`` are left out.
+
+    Also splits each event's latency in three with the worker's own stamps (``generated_at``
+    minus ``latency_ms`` is when the worker took the event): ``in`` = producer send to the worker
+    taking it (Kafka, the consumer's fetch and buffers), ``worker`` = taking it to its list being
+    ready (queueing for and scoring the micro-batch), ``out`` = list ready to received here
+    (producer batching, Kafka, this consumer); and gives ``per_second`` figures by send time.
+    """
     from stream_app.bench.load import event_index
 
     if not send_times:
         return percentiles([])
-    t0 = min(send_times.values()) + skip_s
-    e2e, stamped = [], []
+    t_first = min(send_times.values())
+    t0 = t_first + skip_s
+    rows = []
     for m in recs:
         sent = send_times.get(event_index(m["event_id"]))
         if sent is None or sent < t0:
             continue
-        e2e.append((m["_recv"] - sent) * 1000.0)
-        stamped.append(m["_ts_ms"] - sent * 1000.0)
-    out = percentiles(e2e)
-    out["record_timestamp"] = {k: v for k, v in percentiles(stamped).items() if k in ("p50_ms", "p99_ms")}
+        took = m["generated_at"] - m["latency_ms"] / 1000.0
+        rows.append((sent, (m["_recv"] - sent) * 1000.0, m["_ts_ms"] - sent * 1000.0, (took - sent) * 1000.0,
+                     m["latency_ms"], (m["_recv"] - m["generated_at"]) * 1000.0))
+    if not rows:
+        return percentiles([])
+    a = np.array(rows)
+    out = percentiles(a[:, 1])
+    out["record_timestamp"] = {k: v for k, v in percentiles(a[:, 2]).items() if k in ("p50_ms", "p99_ms")}
+    out["parts"] = {name: {k: v for k, v in percentiles(a[:, col]).items() if k in ("p50_ms", "p99_ms", "max_ms")}
+                    for name, col in (("in", 3), ("worker", 4), ("out", 5))}
+    sec = np.floor(a[:, 0] - t_first).astype(int)
+    out["per_second"] = [
+        {"second": int(s_), "n": int((sec == s_).sum()),
+         **{f"{name}_p50_ms": round(float(np.percentile(a[sec == s_, col], 50)), 1)
+            for name, col in (("total", 1), ("in", 3), ("worker", 4))},
+         "total_max_ms": round(float(a[sec == s_, 1].max()), 1)}
+        for s_ in np.unique(sec)
+    ]
     return out
 
 
