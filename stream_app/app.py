@@ -42,6 +42,7 @@ def create_app(s: Settings | None = None) -> faust.App:
         table_standby_replicas=s.standby_replicas,
         broker_session_timeout=s.session_timeout_s,
         broker_heartbeat_interval=s.heartbeat_interval_s,
+        consumer_group_instance_id=s.instance_id or None,
         web_host=s.advertised_web_host,
         web_bind=s.web_bind or s.web_host,
         canonical_url=f"http://{s.advertised_web_host}:{s.web_port}",

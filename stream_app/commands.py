@@ -234,6 +234,8 @@ def register(cli: typer.Typer, model_cli: typer.Typer, user_error: type[Exceptio
         only: Optional[str] = typer.Option(None, "--only", help="comma-separated subset of "
                                            "crash,broker,fuzz,models,soak"),
         notes: str = typer.Option("", "--notes", help="a paragraph added to the report"),
+        membership: str = typer.Option("dynamic", "--membership",
+                                       help="group membership of the crashed worker: dynamic | static"),
     ) -> None:
         """Reliability suite on the broker of STREAMREC_BROKER: crashes, broker restart, bad input and models,
         soak and burst; figures go to a Markdown report."""
@@ -252,7 +254,9 @@ def register(cli: typer.Typer, model_cli: typer.Typer, user_error: type[Exceptio
         host, port = s.broker_host_port
         if not broker.status(host, port, s.kafka_data_dir)["reachable"]:
             raise user_error(f"no Kafka broker answers at {s.bootstrap}; run `streamrec kafka up` first")
-        cfg = SuiteConfig(crashes=crashes, soak_s=soak_s, burst_s=burst_s, quick=quick)
+        if membership not in ("dynamic", "static"):
+            raise typer.BadParameter(f"{membership!r} is not dynamic or static", param_hint="--membership")
+        cfg = SuiteConfig(crashes=crashes, soak_s=soak_s, burst_s=burst_s, quick=quick, membership=membership)
         results = run_suite(s.bootstrap, s.kafka_cache_dir, cfg, chosen, log=lambda m: typer.echo(m, err=True))
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(render(results, cfg, " ".join(["streamrec", *sys.argv[1:]]), notes))

@@ -65,6 +65,12 @@ class Settings(BaseSettings):
         description="consumer group session timeout: how long a killed worker keeps its partitions",
     )
     heartbeat_interval_s: float = Field(1.0, gt=0, le=100, description="consumer heartbeat period (< a third of the above)")
+    instance_id: str = Field(
+        "", max_length=200, pattern=r"^[A-Za-z0-9._-]*$",
+        description="static group membership (KIP-345): a name unique to this worker that it keeps across "
+                    "restarts; a restarted worker then gets its partitions back without a rebalance or waiting "
+                    "out the session timeout (empty = dynamic membership)",
+    )
 
     # Local broker (streamrec kafka up)
     kafka_cache_dir: Path = Field(Path.home() / ".cache" / "streamrec" / "kafka", description="cached Kafka jars")

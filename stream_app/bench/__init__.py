@@ -152,7 +152,7 @@ def _drain_worker(settings: Settings, names: Names, work: Path, name: str, expec
     worker.start()
     spy = profile.start(worker.pid, profile_to) if profile_to is not None and worker.pid else None
     if profile_to is not None and spy is None:
-        log("  py-spy is not installed (pip install py-spy): no profile recorded")
+        log("  py-spy is not installed (pip install -e '.[profile]'): no profile recorded")
     got = _wait_output(settings.bootstrap, recs_topic, expect, timeout)
     prof = profile.stop(spy, profile_to) if spy is not None else None
     res = measure.drain_rate(measure.parse(_read_all(settings.bootstrap, recs_topic, got)))

@@ -41,6 +41,8 @@ class SuiteConfig:
     fuzz_events: int = 20_000
     fuzz_share: float = 0.05
     capacity_events: int = 20_000
+    membership: str = "dynamic"
+    """Consumer group membership of the crashed worker: dynamic, or static (STREAMREC_INSTANCE_ID)."""
     quick: bool = False
 
     def resolved(self) -> "SuiteConfig":
@@ -60,7 +62,8 @@ def run_suite(bootstrap: str, kafka_cache_dir: Path, cfg: SuiteConfig, only: tup
     out: dict = {"meta": {"config": asdict(cfg), "python": platform.python_version(),
                           "machine": f"{platform.machine()}, {_cpus()} CPUs", "started": time.strftime("%Y-%m-%d %H:%M")}}
     steps = {
-        "crash": lambda: crash_scenario(bootstrap, root, cfg.crashes, cfg.crash_rate, log=log),
+        "crash": lambda: crash_scenario(bootstrap, root, cfg.crashes, cfg.crash_rate, log=log,
+                                        membership=cfg.membership),
         "broker": lambda: broker_restart_scenario(kafka_cache_dir, root, cfg.crash_rate, log=log),
         "fuzz": lambda: fuzz_scenario(bootstrap, root, cfg.fuzz_events, cfg.fuzz_share, log=log),
         "models": lambda: bad_models_scenario(root, log=log),

@@ -72,11 +72,17 @@ def _wait_scored(worker: WorkerProc, since: float, timeout: float = 180.0) -> fl
 
 
 def crash_scenario(bootstrap: str, root: Path, crashes: int = 50, rate: float = 200.0, n_users: int = 200,
-                   partitions: int = 4, seed: int = 0, log: Log = print) -> dict:
-    """Kill -9 the worker ``crashes`` times at random points while events stream at ``rate``/s."""
+                   partitions: int = 4, seed: int = 0, log: Log = print, membership: str = "dynamic") -> dict:
+    """Kill -9 the worker ``crashes`` times at random points while events stream at ``rate``/s.
+
+    ``membership="static"`` gives the worker a ``STREAMREC_INSTANCE_ID`` (kept across its restarts).
+    """
+    if membership not in ("static", "dynamic"):
+        raise ValueError(f"membership must be 'static' or 'dynamic', got {membership!r}")
     topics = Topics()
     topics.create(bootstrap, partitions)
-    w = WorkerProc(bootstrap, topics, root, "crash", partitions, STREAMREC_BATCH_WAIT_MS="1").start()
+    env = {"STREAMREC_BATCH_WAIT_MS": "1", "STREAMREC_INSTANCE_ID": "crash-worker" if membership == "static" else ""}
+    w = WorkerProc(bootstrap, topics, root, "crash", partitions, **env).start()
     feeder = Feeder(bootstrap, topics.events, rate, n_users=n_users, seed=seed)
     feeder.start()
     rng = random.Random(seed)
@@ -98,6 +104,7 @@ def crash_scenario(bootstrap: str, root: Path, crashes: int = 50, rate: float = 
         w.stop()
     figures.update(
         crashes=crashes, rate_events_s=rate, partitions=partitions, seconds=round(time.monotonic() - t0, 1),
+        membership=membership,
         recovery_s={"p50": _r(percentile(recoveries, 50)), "p95": _r(percentile(recoveries, 95)),
                     "max": _r(max(recoveries, default=None))},
     )

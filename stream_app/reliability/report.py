@@ -14,6 +14,7 @@ import orjson
 ROWS: dict[str, list[tuple[str, str]]] = {
     "crash": [
         ("crashes (kill -9 at random points under load)", "crashes"), ("event rate (events/s)", "rate_events_s"),
+        ("consumer group membership (static = STREAMREC_INSTANCE_ID set)", "membership"),
         ("events in the log", "events_in_log"), ("users compared with a replay of the log", "users"),
         ("lost updates", "lost_updates"), ("double-applied updates", "double_applied_updates"),
         ("users whose state differs from the replay", "users_mismatched"),
