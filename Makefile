@@ -37,7 +37,8 @@ test-integration: install
 	$(BIN)/python -m pytest -m integration tests/integration
 
 bench: install
-	$(BIN)/streamrec bench --out docs/bench.json
+	$(BIN)/streamrec bench --workers 2 --out docs/bench.json
+	$(BIN)/streamrec bench --items 50000 --out docs/bench-1worker.json
 
 reliability: install
 	$(BIN)/python -m pytest -m reliability --reliability-full tests/integration

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-
 from stream_app.settings import Settings, get_settings
-
-log = logging.getLogger(__name__)
 
 
 def check_partitions(s: Settings, topics: dict[str, int] | None) -> None:
