@@ -138,6 +138,45 @@ class SequenceModel(nn.Module):
         x = self.encoder(self.drop(x), mask=self.causal[:length, :length], is_causal=True)
         return self.norm(x)
 
+    def last_states(self, seqs: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """``forward(seqs)[row, last[row]]`` for every row, ``[batch, dim]``, for serving.
+
+        Every layer but the last runs on all positions (the last layer attends to them); the last
+        layer computes its query, attention output and feed-forward only at each row's last
+        position, about a third of the work of a full pass. Eval mode only (no dropout).
+
+        >>> net = SequenceModel(n_items=10, dim=8, layers=2, heads=2, max_len=5).eval()
+        >>> seqs = torch.tensor([[0, 3, 4, 0, 0], [0, 5, 6, 7, 2]])
+        >>> last = torch.tensor([2, 4])
+        >>> full = net(seqs)[torch.arange(2), last]
+        >>> bool(torch.allclose(net.last_states(seqs, last), full, atol=1e-5))
+        True
+        """
+        if self.training:
+            raise RuntimeError("last_states is for serving: call .eval() first")
+        length = seqs.shape[1]
+        pos = torch.arange(length, device=seqs.device)
+        x = self.item_emb(seqs) * math.sqrt(self.dim) + self.pos_emb(pos)
+        layers = self.encoder.layers
+        causal = self.causal[:length, :length]
+        for layer in layers[:-1]:
+            x = layer(x, src_mask=causal, is_causal=True)
+        top = layers[-1]
+        rows = torch.arange(len(seqs), device=seqs.device)
+        h = top.norm1(x)
+        attn = top.self_attn
+        d, nh = self.dim, attn.num_heads
+        dh = d // nh
+        w, b = attn.in_proj_weight, attn.in_proj_bias
+        q = torch.nn.functional.linear(h[rows, last], w[:d], b[:d]).view(len(seqs), nh, 1, dh)
+        kv = torch.nn.functional.linear(h, w[d:], b[d:])
+        k, v = kv.view(len(seqs), length, 2, nh, dh).permute(2, 0, 3, 1, 4)
+        visible = pos[None, :] <= last[:, None]  # the row's own position and those before it
+        o = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=visible[:, None, None, :])
+        y = x[rows, last] + attn.out_proj(o.reshape(len(seqs), d))
+        y = y + top.linear2(top.activation(top.linear1(top.norm2(y))))
+        return self.norm(y)
+
     def item_matrix(self) -> torch.Tensor:
         """Embeddings of the real items, ``[n_items, dim]`` (row ``j`` is index ``j + 1``)."""
         return self.item_emb.weight[1:]
@@ -224,8 +263,10 @@ class DeepRecommender(Recommender):
     def user_vectors(self, users: Sequence[UserContext]) -> torch.Tensor:
         """One forward pass: ``[len(users), dim]`` representations."""
         seqs, last = encode_batch(self._histories(users), self.model.max_len)
-        hidden = self.model(seqs[:, : int(last.max()) + 1])  # causal: trailing padding is never read
-        return hidden[torch.arange(len(users)), last]
+        seqs = seqs[:, : int(last.max()) + 1]  # causal: trailing padding is never read
+        if self.model.training:
+            return self.model(seqs)[torch.arange(len(users)), last]
+        return self.model.last_states(seqs, last)
 
     @torch.inference_mode()
     def score_all(self, users: Sequence[UserContext]) -> torch.Tensor:

@@ -129,3 +129,22 @@ def test_vocab_size_must_match_model():
         DeepRecommender(net, ["a", "b"])
     with pytest.raises(ValueError, match="exclude sets"):
         DeepRecommender(net, ["a", "b", "c"]).rank_many([UserContext.empty("u")], 3, [set(), set()])
+
+
+@pytest.mark.parametrize("layers,heads", [(1, 1), (2, 2), (3, 4)])
+def test_serving_pass_equals_the_full_forward_at_each_rows_last_position(layers, heads):
+    from models.deep import SequenceModel, encode_batch
+
+    torch.manual_seed(layers)
+    net = SequenceModel(n_items=300, dim=32, layers=layers, heads=heads, max_len=21).eval()
+    gen = torch.Generator().manual_seed(7)
+    histories = [torch.randint(1, 301, (int(n),), generator=gen).tolist()
+                 for n in torch.randint(0, 30, (64,), generator=gen)]
+    seqs, last = encode_batch(histories, net.max_len)
+    seqs = seqs[:, : int(last.max()) + 1]
+    with torch.inference_mode():
+        full = net(seqs)[torch.arange(len(seqs)), last]
+        fast = net.last_states(seqs, last)
+    assert torch.allclose(fast, full, atol=1e-5), (fast - full).abs().max()
+    with pytest.raises(RuntimeError, match="eval"):
+        net.train().last_states(seqs, last)
