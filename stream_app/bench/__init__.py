@@ -147,9 +147,14 @@ def _latency_run(settings: Settings, names: Names, pairs, rate: float, work: Pat
 
 def _drain_worker(settings: Settings, names: Names, work: Path, name: str, expect: int, timeout: float,
                   recs_topic: str, log: Callable[[str], None], profile_to: Path | None = None,
-                  workers: int = 1, **env: str) -> tuple[dict, BenchGroup]:
+                  workers: int = 1, before_drain: Callable[[], None] | None = None,
+                  **env: str) -> tuple[dict, BenchGroup]:
     worker = BenchGroup(settings, names, work, name, workers, STREAMREC_RECOMMENDATIONS_TOPIC=recs_topic, **env)
     worker.start()
+    if before_drain is not None:  # several workers: let the group settle, then give them the backlog
+        if not worker.wait_settled(settings.events_partitions):
+            log("  the group did not settle on its partitions within 120 s; draining anyway")
+        before_drain()
     spy = profile.start(worker.pid, profile_to) if profile_to is not None and worker.pid else None
     if profile_to is not None and spy is None:
         log("  py-spy is not installed (pip install -e '.[profile]'): no profile recorded")
@@ -187,12 +192,19 @@ def _catalog(settings: Settings, run: str, n_items: int, cfg: dict, headline: bo
     out["model"] = {"version": version, "train_s": round(time.perf_counter() - t0, 2),
                     "vocabulary": registry.manifest(version).get("model", {}).get("n_items")}
     log(f"catalogue {n_items}: model {version} trained in {out['model']['train_s']}s; producing the backlog")
-    out["backlog_send"], _ = _produce(settings.bootstrap, names.events, pairs, 0.0, work, f"{names.label}-backlog",
-                                      timeout=600)
+
+    def send_backlog() -> None:
+        out["backlog_send"], _ = _produce(settings.bootstrap, names.events, pairs, 0.0, work,
+                                          f"{names.label}-backlog", timeout=600)
+
+    # one worker drains a backlog produced before it starts; several start first and get the
+    # backlog once the group has split the partitions, so no rebalance falls inside the drain
+    if cfg["workers"] == 1:
+        send_backlog()
     drain, worker = _drain_worker(settings, names, work, "main", len(pairs), cfg["drain_timeout"],
                                   names.recommendations, log,
                                   profile_to=cfg["profile"] / f"drain-{names.label}.txt" if cfg["profile"] else None,
-                                  workers=cfg["workers"])
+                                  workers=cfg["workers"], before_drain=send_backlog if cfg["workers"] > 1 else None)
     out["drain"] = drain
     out["events_per_s"] = drain["events_per_s"]
     produced = len(pairs)

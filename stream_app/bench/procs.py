@@ -14,6 +14,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,6 +118,28 @@ class BenchGroup:
     def stop(self) -> None:
         for w in self.workers:
             w.stop()
+
+    def wait_settled(self, partitions: int, timeout: float = 120.0) -> bool:
+        """Wait until the workers own every partition between them, the same for 2 s in a row."""
+        import orjson
+
+        want = set(range(partitions))
+        deadline = time.monotonic() + timeout
+        last, since = None, time.monotonic()
+        while time.monotonic() < deadline:
+            owned = []
+            for w in self.workers:
+                status, body = w.get("/api/stats?scope=summary", timeout=2)
+                owned.append(tuple(sorted(orjson.loads(body).get("partitions") or [])) if status == 200 else None)
+            flat = [p for o in owned if o for p in o]
+            ok = None not in owned and all(owned) and len(flat) == len(want) and set(flat) == want
+            key = tuple(owned) if ok else None
+            if key != last:
+                last, since = key, time.monotonic()
+            elif key is not None and time.monotonic() - since >= 2.0:
+                return True
+            time.sleep(0.25)
+        return False
 
     @property
     def pid(self) -> int | None:
