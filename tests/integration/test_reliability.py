@@ -67,6 +67,8 @@ def test_soak_and_burst_keep_memory_and_lag_bounded(kafka, tmp_path, cfg):
     assert soak["lag_p95_second_half"] <= max(500, 5 * soak["rate_events_s"]), soak
     assert burst["drained"], burst
     assert burst["rebalances"] == 0, "a burst must not trigger rebalances"
-    # memory: no steady growth beyond a loose bound (a short run still includes warm-up growth;
-    # the full run reports the slope after a longer warm-up)
-    assert soak["rss_slope_mib_per_min"] < 150, soak
+    # memory: no growth beyond a loose bound per event processed (a short run is still warming
+    # up: every new user and item costs the online models memory, so growth per minute scales
+    # with the rate; the full run reports the slope after a longer warm-up)
+    per_event = soak["rss_slope_mib_per_min"] * 2**20 / (soak["rate_events_s"] * 60.0)
+    assert per_event < 2048, (per_event, soak)
