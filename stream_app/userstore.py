@@ -32,6 +32,8 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import rocksdict
+
 log = logging.getLogger(__name__)
 
 Send = Callable[..., Awaitable[Any]]
@@ -68,8 +70,6 @@ class FaustRocksTable:
         return self._db(partition).get(key)
 
     def write(self, partition: int, items: list[tuple[bytes, bytes]]) -> None:
-        import rocksdict
-
         wb = rocksdict.WriteBatch(raw_mode=True)
         for k, v in items:
             wb.put(k, v)
@@ -89,7 +89,6 @@ class UserStateStore:
         self.changelog = changelog
         self.send = send
         self.persisted: dict[int, int] = {}
-        self.records = 0
 
     def read(self, partition: int, user_id: str) -> bytes | None:
         return self.backend.get(partition, user_id.encode())
@@ -109,7 +108,6 @@ class UserStateStore:
             fut = None
             for key, value in items:
                 fut = await self.send(self.changelog, key, value, partition=partition)
-            self.records += len(items)
             if isinstance(fut, asyncio.Future):
                 fut.add_done_callback(self._persisted_callback(partition))
 
