@@ -243,6 +243,8 @@ def register(cli: typer.Typer, model_cli: typer.Typer, user_error: type[Exceptio
 
         from stream_app.reliability import SCENARIOS, SuiteConfig, render, run_suite
 
+        if membership not in ("dynamic", "static"):
+            raise typer.BadParameter(f"{membership!r} is not dynamic or static", param_hint="--membership")
         chosen = tuple(x.strip() for x in only.split(",") if x.strip()) if only else SCENARIOS
         unknown = [x for x in chosen if x not in SCENARIOS]
         if unknown:
@@ -254,8 +256,6 @@ def register(cli: typer.Typer, model_cli: typer.Typer, user_error: type[Exceptio
         host, port = s.broker_host_port
         if not broker.status(host, port, s.kafka_data_dir)["reachable"]:
             raise user_error(f"no Kafka broker answers at {s.bootstrap}; run `streamrec kafka up` first")
-        if membership not in ("dynamic", "static"):
-            raise typer.BadParameter(f"{membership!r} is not dynamic or static", param_hint="--membership")
         cfg = SuiteConfig(crashes=crashes, soak_s=soak_s, burst_s=burst_s, quick=quick, membership=membership)
         results = run_suite(s.bootstrap, s.kafka_cache_dir, cfg, chosen, log=lambda m: typer.echo(m, err=True))
         out.parent.mkdir(parents=True, exist_ok=True)
