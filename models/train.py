@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -87,6 +88,9 @@ class TrainConfig:
     """After the holdout run, train a fresh model on every event (holdout included) for the
     best epoch count, so the served model knows the newest items; metrics stay the holdout run's."""
     seed: int = 0
+    amp: bool = False
+    """On CUDA, run the forward pass under bfloat16 autocast (weights and optimiser stay float32);
+    ignored on CPU."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.holdout_fraction < 1.0:
@@ -156,14 +160,41 @@ class _LossModule(nn.Module):
         return nn.functional.cross_entropy(logits, torch.zeros(len(tgt), dtype=torch.long, device=h.device))
 
 
-@torch.inference_mode()
 def _pick_device(device: str | None, distributed: bool) -> torch.device:
+    """The training device; ``ValueError`` (with what to do) for one this machine does not have."""
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda" and distributed:
-        dev = torch.device("cuda", dist.get_rank() % torch.cuda.device_count())
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {device!r}: use cpu, cuda or cuda:N")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asked for, but torch {torch.__version__} sees no CUDA GPU "
+                             "here; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} asked for, but this machine has "
+                             f"{torch.cuda.device_count()} CUDA GPU(s)")
+        if distributed:
+            dev = torch.device("cuda", dist.get_rank() % torch.cuda.device_count())
+        elif dev.index is None:  # torch.cuda.set_device needs an index
+            dev = torch.device("cuda", torch.cuda.current_device())
     return dev
+
+
+def check_device(device: str | None) -> torch.device:
+    """The device ``train(device=...)`` would use; ``ValueError`` saying what to do if there is none.
+
+    >>> check_device("cpu")
+    device(type='cpu')
+    >>> check_device("tpu")
+    Traceback (most recent call last):
+    ...
+    ValueError: unsupported device 'tpu': use cpu, cuda or cuda:N
+    """
+    return _pick_device(device, distributed=False)
 
 
 def train(
@@ -191,6 +222,17 @@ def train(
             dist.destroy_process_group()
 
 
+CHECK_EVERY = 50
+"""Training steps between reads of the running loss (a host-device sync on CUDA)."""
+
+
+def _check_loss(mean: float, epoch: int, bar) -> None:
+    if not math.isfinite(mean):
+        raise FloatingPointError(f"training loss became {mean} at epoch {epoch + 1}; lower lr")
+    if bar is not None:
+        bar.set_postfix(loss=f"{mean:.4f}")
+
+
 def _fit(
     model: SequenceModel, seqs: Sequence[list[int]], cfg: TrainConfig, epochs: int, dev: torch.device,
     progress: bool, distributed: bool, rank: int, split: _Split | None = None,
@@ -207,7 +249,9 @@ def _fit(
         sampler = DistributedSampler(data, shuffle=True, seed=cfg.seed)
     else:
         sampler = RandomSampler(data, generator=torch.Generator().manual_seed(cfg.seed))
-    loader = DataLoader(data, batch_size=cfg.batch_size, sampler=sampler, drop_last=False)
+    loader = DataLoader(data, batch_size=cfg.batch_size, sampler=sampler, drop_last=False,
+                        pin_memory=dev.type == "cuda")
+    amp = cfg.amp and dev.type == "cuda"
     full = cfg.negatives == 0 or cfg.negatives >= n_items
     neg_gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 7919 + rank)
     epoch_seconds: list[float] = []
@@ -218,22 +262,25 @@ def _fit(
             sampler.set_epoch(epoch)
         model.train()
         t0 = time.perf_counter()
-        total, batches = 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
+        # the running loss stays on the device: reading it back every step would stall a GPU, so
+        # it is read (and checked for NaN/inf) every CHECK_EVERY steps and at the end of the epoch
+        total = torch.zeros((), device=dev)
+        batches = 0
         for seqs_b, tgts in bar:
             seqs_b, tgts = seqs_b.to(dev, non_blocking=True), tgts.to(dev, non_blocking=True)
             negs = None if full else torch.randint(1, n_items + 1, (cfg.negatives,), generator=neg_gen).to(dev)
-            loss = step(seqs_b, tgts, negs)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {float(loss)} at epoch {epoch + 1}; lower lr")
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                loss = step(seqs_b, tgts, negs)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss.detach())
+            total += loss.detach().float()
             batches += 1
-            bar.set_postfix(loss=f"{total / batches:.4f}")
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
+            if batches % CHECK_EVERY == 0:
+                _check_loss(float(total) / batches, epoch, bar)
+        _check_loss(float(total) / max(batches, 1), epoch, None)
+        total = float(total)
         epoch_seconds.append(time.perf_counter() - t0)
         row = {"epoch": float(epoch + 1), "loss": total / max(batches, 1), "seconds": epoch_seconds[-1]}
         if split is not None and cfg.patience:
@@ -318,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                  if getattr(args, f.name) is not None}
     try:
         cfg = TrainConfig(**overrides)
+        check_device(args.device)  # a device this machine lacks: one line, before reading the events
         events = read_jsonl_events(args.events)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

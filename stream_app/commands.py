@@ -52,12 +52,16 @@ def register(cli: typer.Typer, model_cli: typer.Typer, user_error: type[Exceptio
     ) -> None:
         """Train the deep model on the event log and promote it if it is at least as good."""
         from models.registry import Registry
-        from models.train import TrainConfig, train as train_model
+        from models.train import TrainConfig, check_device, train as train_model
 
         _check_format(fmt)
         period = parse_duration(every) if every else None
         if device and not re.fullmatch(r"cpu|cuda(:\d+)?", device):
             raise typer.BadParameter(f"{device!r} is not cpu or cuda[:N]", param_hint="--device")
+        try:
+            check_device(device)
+        except ValueError as exc:
+            raise user_error(str(exc)) from None
         s = get_settings()
         registry = Registry(s.registry_path)
         while True:
