@@ -192,7 +192,7 @@ def check_device(device: str | None) -> torch.device:
     >>> check_device("tpu")
     Traceback (most recent call last):
     ...
-    ValueError: unsupported device 'tpu': use cpu, cuda or cuda:N
+    ValueError: unknown device 'tpu': use cpu, cuda or cuda:N
     """
     return _pick_device(device, distributed=False)
 

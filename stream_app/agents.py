@@ -12,10 +12,13 @@ import asyncio
 import logging
 import time
 
+from faust.types.tuples import Message
+
 from schemas import InvalidEvent, decode_event
 from stream_app import metrics
 from stream_app.app import app
 from stream_app.checkpoints import CheckpointStore
+from stream_app.gaps import OffsetTracker, fetch_range
 from stream_app.pipeline import Pending, Pipeline
 from stream_app.scorer import Scorer
 from stream_app.settings import get_settings
@@ -38,6 +41,7 @@ checkpoints = CheckpointStore(settings.data_dir / "online" / "checkpoint.msgpack
 checkpoints.restore_into(pipeline)
 watcher = ModelWatcher(pipeline, settings.registry_path)
 _ingest_stream = None
+offsets = OffsetTracker()
 
 
 class Outbox:
@@ -93,38 +97,69 @@ async def ingest(stream):
     _ingest_stream = manual
     async for event in manual.events():
         msg = event.message
-        received = time.perf_counter()
+        skipped = offsets.observe(msg.partition, msg.offset, app.consumer_generation_id)
+        if skipped is not None:
+            await _fill_gap(msg.topic, msg.partition, *skipped)
+        await _ingest_one(msg.key, msg.value, msg.topic, msg.partition, msg.offset, event)
+
+
+async def _ingest_one(key: bytes | None, value: bytes | None, topic: str, partition: int, offset: int,
+                      handle) -> None:
+    """Validate one record: queue it for the scorer, or dead-letter it (and acknowledge it)."""
+    received = time.perf_counter()
+    try:
         try:
-            try:
-                ev = decode_event(msg.value)
-                if msg.key is None or msg.key != ev.user_id.encode():
-                    raise InvalidEvent("record key must be the event's user_id (UTF-8)")
-            except InvalidEvent as exc:
-                metrics.EVENTS.labels("invalid").inc()
-                await dead_letter(msg.key, msg.value, msg.topic, msg.partition, msg.offset, str(exc))
-                await manual.ack(event)
-                continue
-            metrics.EVENTS.labels("valid").inc()
-            await scorer.put(Pending(ev, msg.partition, msg.offset, received=received, handle=event))
-        except Exception as exc:  # a bug must not stop the partition: dead-letter and go on
-            log.exception("ingest failed: topic=%s partition=%d offset=%d", msg.topic, msg.partition, msg.offset)
-            metrics.EVENTS.labels("error").inc()
-            await dead_letter(msg.key, msg.value, msg.topic, msg.partition, msg.offset,
-                              f"internal error while ingesting: {exc!r}")
-            await manual.ack(event)
+            ev = decode_event(value)
+            if key is None or key != ev.user_id.encode():
+                raise InvalidEvent("record key must be the event's user_id (UTF-8)")
+        except InvalidEvent as exc:
+            metrics.EVENTS.labels("invalid").inc()
+            await dead_letter(key, value, topic, partition, offset, str(exc))
+            await _ack(handle)
+            return
+        metrics.EVENTS.labels("valid").inc()
+        await scorer.put(Pending(ev, partition, offset, received=received, handle=handle))
+    except Exception as exc:  # a bug must not stop the partition: dead-letter and go on
+        log.exception("ingest failed: topic=%s partition=%d offset=%d", topic, partition, offset)
+        metrics.EVENTS.labels("error").inc()
+        await dead_letter(key, value, topic, partition, offset, f"internal error while ingesting: {exc!r}")
+        await _ack(handle)
+
+
+async def _fill_gap(topic: str, partition: int, first: int, end: int) -> None:
+    """Read the records the consumer skipped straight from the broker and ingest them, in order."""
+    log.warning("consumer skipped offsets %d..%d of topic=%s partition=%d; reading them from the broker",
+                first, end - 1, topic, partition)
+    try:
+        records = await asyncio.to_thread(fetch_range, settings.bootstrap, topic, partition, first, end,
+                                          settings.kafka_client_kwargs())
+    except Exception:
+        log.exception("could not read the skipped offsets %d..%d of topic=%s partition=%d: they are "
+                      "not processed now (a restart processes them if the committed offset is still "
+                      "below them); check the broker connection", first, end - 1, topic, partition)
+        return
+    metrics.GAP_RECORDS.inc(len(records))
+    for r in records:
+        handle = Message(r.topic, r.partition, r.offset, r.timestamp / 1000.0, r.timestamp_type,
+                         list(r.headers or []), r.key, r.value, None)
+        app.consumer.track_message(handle)  # pending until the scorer acknowledges it, like the others
+        await _ingest_one(r.key, r.value, r.topic, r.partition, r.offset, handle)
 
 
 async def _send_recommendation(key: bytes, value: bytes):
     return await outbox.send(RECOMMENDATIONS, key, value)
 
 
-async def _ack(event) -> None:
-    if _ingest_stream is not None:
-        await _ingest_stream.ack(event)
+async def _ack(handle) -> None:
+    """Acknowledge a record: a stream event, or a record read back by :func:`_fill_gap`."""
+    if isinstance(handle, Message):
+        app.consumer.ack(handle)
+    elif _ingest_stream is not None:
+        await _ingest_stream.ack(handle)
 
 
 async def _dead_letter_pending(p: Pending, reason: str) -> None:
-    msg = p.handle.message
+    msg = p.handle if isinstance(p.handle, Message) else p.handle.message
     await dead_letter(msg.key, msg.value, msg.topic, msg.partition, msg.offset, reason)
 
 

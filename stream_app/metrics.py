@@ -11,6 +11,16 @@ DLQ = Counter("streamrec_dlq_total", "Records sent to events-dlq, by reason", ["
 DUPLICATES = Counter(
     "streamrec_duplicate_events_total", "Events already applied to state (replays after a restart)", registry=REGISTRY
 )
+COMMITS_HELD_BACK = Counter(
+    "streamrec_commits_held_back_total",
+    "Offset commits held back because they would have passed unprocessed events, by reason",
+    ["reason"], registry=REGISTRY,
+)
+GAP_RECORDS = Counter(
+    "streamrec_gap_records_total",
+    "Records the consumer skipped after a rebalance, read back from the broker and processed in order",
+    registry=REGISTRY,
+)
 RECOMMENDATIONS = Counter("streamrec_recommendations_total", "Recommendation messages sent", registry=REGISTRY)
 LATENCY = Histogram(
     "streamrec_latency_seconds",

@@ -50,6 +50,7 @@ class UserState(msgspec.Struct, gc=False):
             "purchased": list(self.purchased),
             "last_shown": list(self.shown),
             "events_applied": sum(self.counts),
+            "last_offset": self.offset,
             "first_ts": self.first_ts,
             "last_ts": self.last_ts,
             "purchase_probability": self.purchase_probability,

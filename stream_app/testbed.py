@@ -254,6 +254,11 @@ class WorkerProc:
     def log_tail(self, n: int = 60) -> str:
         return "\n".join(self.log_text().splitlines()[-n:]) or "(no log)"
 
+    def log_lines(self, levels: tuple[str, ...] = ("WARNING", "ERROR")) -> list[str]:
+        """The log's lines at any of ``levels`` (Faust writes the level as ``[LEVEL]``)."""
+        tags = tuple(f"[{lvl}]" for lvl in levels)
+        return [line for line in self.log_text().splitlines() if any(t in line for t in tags)]
+
 
 def producer(bootstrap: str, **kw):
     """A ``KafkaProducer`` that waits for every replica (``acks=all``); ``kw`` adds options."""

@@ -29,14 +29,45 @@ REBALANCE_LINE = "Executing _on_partitions_assigned"
 
 
 def _log_events(bootstrap: str, topics: Topics, expect: int) -> list[dict]:
-    """The valid events as the broker stores them (the log a replay starts from)."""
-    out = []
+    """The valid events as the broker stores them (the log a replay starts from), each with its
+    ``_partition`` and ``_offset``; a record read twice counts once."""
+    out, seen = [], set()
     for r in read_records(bootstrap, topics.events, expect, timeout=60, linger=1.0):
+        if (r.partition, r.offset) in seen:
+            continue
+        seen.add((r.partition, r.offset))
         try:
-            out.append(orjson.loads(r.value))
+            ev = orjson.loads(r.value)
         except orjson.JSONDecodeError:
-            pass
+            continue
+        ev["_partition"], ev["_offset"] = r.partition, r.offset
+        out.append(ev)
     return out
+
+
+def diagnose(example: dict, logged: list[dict], recommended: set[str]) -> dict:
+    """What a mismatched user's state is missing or has twice, against the log.
+
+    The state's ``last_offset`` says which of the user's events it should hold (every one at or
+    below it, on the user's partition): the events after it are missing from the state, and
+    whether they got a recommendation tells a worker that never saw them (none) from a state
+    that lost them after they were processed (a recommendation was published).
+
+    >>> log = [{"user_id": "u", "type": "view", "_partition": 0, "_offset": o, "event_id": f"e{o}"} for o in (3, 5, 9)]
+    >>> diagnose({"user": "u", "expected": {"view": 3}, "observed": {"view": 2}, "last_offset": 5}, log, {"e9"})
+    {'user': 'u', 'expected': {'view': 3}, 'observed': {'view': 2}, 'last_offset': 5, 'log_offsets': [3, 5, 9], 'after_last_offset': [9], 'after_last_offset_recommended': 1, 'observed_equals_log_up_to_last_offset': True}
+    """
+    mine = [e for e in logged if e["user_id"] == example["user"]]
+    last = example.get("last_offset")
+    upto = [e for e in mine if last is not None and e["_offset"] <= last]
+    after = [e for e in mine if last is None or e["_offset"] > last]
+    prefix = {t: 0 for t in example["expected"]}
+    for e in upto:
+        prefix[e["type"]] = prefix.get(e["type"], 0) + 1
+    return {**example, "log_offsets": [e["_offset"] for e in mine][-20:],
+            "after_last_offset": [e["_offset"] for e in after][:20],
+            "after_last_offset_recommended": sum(e["event_id"] in recommended for e in after),
+            "observed_equals_log_up_to_last_offset": prefix == example["observed"]}
 
 
 def _verify(bootstrap: str, topics: Topics, worker: WorkerProc, feeder: Feeder) -> dict:
@@ -44,7 +75,13 @@ def _verify(bootstrap: str, topics: Topics, worker: WorkerProc, feeder: Feeder) 
     logged_ids = {e["event_id"] for e in logged}
     got, n_msgs = wait_for_ids(bootstrap, topics.recommendations, logged_ids, timeout=180)
     state = compare_state([worker], expected_counts(logged), timeout=30)
+    if state["examples"]:
+        state["examples"] = [diagnose(x, logged, got) for x in state["examples"]]
+        state["worker_warnings"] = worker.log_lines(("WARNING", "ERROR"))[-15:]
+    warnings = worker.log_lines(("WARNING",))
     return {
+        "consumer_skips_repaired": sum("consumer skipped offsets" in line for line in warnings),
+        "commits_held_back_logged": sum("commit held back" in line for line in warnings),
         "events_sent": len(feeder.sent),
         "events_acked": len(feeder.acked),
         "events_send_failed": len(feeder.failed),

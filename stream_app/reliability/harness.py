@@ -173,13 +173,14 @@ def compare_state(workers: list[WorkerProc], expected: dict[str, dict[str, int]]
         lost = double = 0
         bad: list = []
         for user, counts in expected.items():
-            observed = None
+            observed = last_offset = None
             for w in workers:
                 if not w.alive:
                     continue
                 status, body = w.get(f"/users/{user}/state")
                 if status == 200:
-                    observed = orjson.loads(body)["counts"]
+                    served = orjson.loads(body)
+                    observed, last_offset = served["counts"], served.get("last_offset")
                     break
             observed = observed or dict.fromkeys(EVENT_TYPES, 0)
             for t in EVENT_TYPES:
@@ -187,7 +188,7 @@ def compare_state(workers: list[WorkerProc], expected: dict[str, dict[str, int]]
                 lost += max(0, -diff)
                 double += max(0, diff)
             if observed != counts:
-                bad.append({"user": user, "expected": counts, "observed": observed})
+                bad.append({"user": user, "expected": counts, "observed": observed, "last_offset": last_offset})
         if not bad or time.monotonic() >= deadline:
             return {"users": len(expected), "users_mismatched": len(bad), "lost_updates": lost,
                     "double_applied_updates": double, "examples": bad[:3]}

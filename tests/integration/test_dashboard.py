@@ -160,12 +160,7 @@ def test_dashboard_json_access_and_browser_rendering(pipeline, workers, tmp_path
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.slow  # intermittent: see the note below
 def test_cluster_view_shows_partition_owners_and_totals(pipeline, workers):
-    # Left out of `make test` (run it with `pytest -m slow`): twice in full fresh-clone runs the
-    # two workers, after the group had split the partitions, scored none of the 300 events for 90 s
-    # following a second quick rebalance; it passes alone and in this file's own runs. Until the
-    # stall is understood, tests/integration/test_scaleout.py covers two workers in one group.
     w1 = Worker(pipeline, "w1")
     workers.append(w1.start())
     w2 = Worker(pipeline, "w2")
