@@ -18,7 +18,7 @@ from schemas import InvalidEvent, decode_event
 from stream_app import metrics
 from stream_app.app import app
 from stream_app.checkpoints import CheckpointStore
-from stream_app.gaps import OffsetTracker, fetch_range
+from stream_app.gaps import OffsetTracker, fetch_range, start_offsets
 from stream_app.pipeline import Pending, Pipeline
 from stream_app.scorer import Scorer
 from stream_app.settings import get_settings
@@ -42,6 +42,7 @@ checkpoints.restore_into(pipeline)
 watcher = ModelWatcher(pipeline, settings.registry_path)
 _ingest_stream = None
 offsets = OffsetTracker()
+_starts_cache: dict = {}
 
 
 class Outbox:
@@ -97,7 +98,11 @@ async def ingest(stream):
     _ingest_stream = manual
     async for event in manual.events():
         msg = event.message
-        skipped = offsets.observe(msg.partition, msg.offset, app.consumer_generation_id)
+        generation = app.consumer_generation_id
+        start = None
+        if offsets.needs_start(msg.partition, generation):
+            start = (await _starts(generation)).get(msg.partition)
+        skipped = offsets.observe(msg.partition, msg.offset, generation, start)
         if skipped is not None:
             await _fill_gap(msg.topic, msg.partition, *skipped)
         await _ingest_one(msg.key, msg.value, msg.topic, msg.partition, msg.offset, event)
@@ -124,6 +129,27 @@ async def _ingest_one(key: bytes | None, value: bytes | None, topic: str, partit
         metrics.EVENTS.labels("error").inc()
         await dead_letter(key, value, topic, partition, offset, f"internal error while ingesting: {exc!r}")
         await _ack(handle)
+
+
+async def _starts(generation: int) -> dict[int, int]:
+    """Where each events partition starts in this group generation (asked once per generation).
+
+    Generation 0 means no consumer group (Faust's test_context): the first event sets the start.
+    """
+    if generation <= 0:
+        return {}
+    if _starts_cache.get("generation") != generation:
+        try:
+            found = await asyncio.to_thread(start_offsets, settings.bootstrap, settings.app_id,
+                                            events_topic.get_topic_name(), settings.events_partitions,
+                                            settings.kafka_client_kwargs())
+        except Exception:
+            log.warning("could not read the committed offsets of generation %d; skipped records at "
+                        "the start of a partition go unnoticed until the next rebalance", generation,
+                        exc_info=True)
+            found = {}
+        _starts_cache.update(generation=generation, starts=found)
+    return _starts_cache["starts"]
 
 
 async def _fill_gap(topic: str, partition: int, first: int, end: int) -> None:

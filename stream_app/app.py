@@ -7,7 +7,7 @@ import ssl
 import faust
 from faust.auth import SASLCredentials
 
-from stream_app import commit_guard
+from stream_app import consumer_fixes
 from stream_app.settings import Settings, get_settings
 
 
@@ -29,7 +29,7 @@ def _credentials(s: Settings):
 
 def create_app(s: Settings | None = None) -> faust.App:
     s = s or get_settings()
-    commit_guard.install()  # never commit past an event that is not processed yet
+    consumer_fixes.install([s.events_topic])  # rewind uncommitted partitions; never commit unprocessed events
     return faust.App(
         s.app_id,
         broker=s.broker,
@@ -58,10 +58,10 @@ def create_app(s: Settings | None = None) -> faust.App:
         web_metrics_enabled=False,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
-        # Small fetches and a roomy stream buffer: Faust pauses fetching a partition when its
-        # buffer is 80% full, and a fetch never holds more than the remaining 20%, so delivery
-        # never blocks on a full buffer (a blocked delivery can outlive a rebalance and hand an
-        # old record to the streams after the new assignment has started).
+        # Small polls and a roomy stream buffer: Faust stops fetching a partition once the buffer
+        # is 80% full, and the remaining 20% holds several polls, so handing a record to the
+        # stream rarely has to wait for room (a delivery that waits can outlive a rebalance and
+        # hand an old record to the streams after the new assignment has started).
         broker_max_poll_records=500,
         stream_buffer_maxsize=8192,
         producer_linger=s.producer_linger_ms / 1000.0,

@@ -7,19 +7,24 @@ resumes the partitions, then seeks them back to the committed offsets, and a rec
 between the two can be dropped while the next one is delivered. An event skipped that way would
 be processed only after later events of the same user (and then taken for a replay), or never.
 
-The ingest agent tracks the next offset it expects per partition (:class:`OffsetTracker`,
-reset when the consumer group's generation changes). When an event arrives beyond it, the
-records in between are read straight from the broker (:func:`fetch_range`) and processed first,
-in order; a record that no longer exists (a transaction marker, a compacted offset) is simply
-not there.
+The ingest agent tracks the next offset it expects per partition (:class:`OffsetTracker`).
+Each time the consumer group's generation changes, a partition starts at its committed offset,
+or at its first offset when nothing is committed (:func:`start_offsets`, asked once per
+generation). When an event arrives beyond the expected offset, the records in between are read
+straight from the broker (:func:`fetch_range`) and processed first, in order; a record that no
+longer exists (a transaction marker, a compacted offset) is simply not there.
 
 >>> t = OffsetTracker()
->>> t.observe(0, 10, generation=1), t.observe(0, 11, generation=1)   # the first one sets the start
+>>> t.observe(0, 10, generation=1, start=10), t.observe(0, 11, generation=1)
 (None, None)
 >>> t.observe(0, 14, generation=1)                                    # 12 and 13 were skipped
 (12, 14)
 >>> t.observe(0, 12, generation=1)                                    # an earlier offset: a replay
->>> t.observe(0, 40, generation=2)                                    # a new assignment starts afresh
+>>> t.needs_start(0, generation=2)                                    # a new assignment
+True
+>>> t.observe(0, 45, generation=2, start=40)                          # 40..44 never arrived
+(40, 45)
+>>> t.observe(1, 7, generation=2)                                     # no start known: the first sets it
 """
 
 from __future__ import annotations
@@ -35,19 +40,50 @@ class OffsetTracker:
         self.generation: int | None = None
         self.expected: dict[int, int] = {}
 
-    def observe(self, partition: int, offset: int, generation: int) -> tuple[int, int] | None:
-        """Record a delivered offset; return ``(first, end)`` of skipped offsets before it, or None."""
+    def needs_start(self, partition: int, generation: int) -> bool:
+        """Whether the partition's next offset is unknown (a new generation, or a first event)."""
+        return generation != self.generation or partition not in self.expected
+
+    def observe(self, partition: int, offset: int, generation: int,
+                start: int | None = None) -> tuple[int, int] | None:
+        """Record a delivered offset; return ``(first, end)`` of skipped offsets before it, or None.
+
+        ``start`` is where the partition begins in this generation (used when it is not tracked
+        yet); without it the first offset seen is taken as the start.
+        """
         if generation != self.generation:
             self.generation = generation
             self.expected.clear()
         expected = self.expected.get(partition)
-        if expected is None or offset == expected:
+        if expected is None:
+            expected = offset if start is None else start
+        if offset == expected:
             self.expected[partition] = offset + 1
             return None
         if offset < expected:
             return None
         self.expected[partition] = offset + 1
         return expected, offset
+
+
+def start_offsets(bootstrap: str, group: str, topic: str, partitions: int,
+                  kafka_kwargs: dict | None = None) -> dict[int, int]:
+    """Where each partition of ``topic`` starts for ``group``: its committed offset, or its first
+    offset when nothing is committed (blocking: call it in a thread). Reads, never joins, the group."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                             **(kafka_kwargs or {}))
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        first = consumer.beginning_offsets(tps)
+        out = {}
+        for tp in tps:
+            committed = consumer.committed(tp)
+            out[tp.partition] = committed if committed else first[tp]
+        return out
+    finally:
+        consumer.close()
 
 
 def fetch_range(bootstrap: str, topic: str, partition: int, first: int, end: int,

@@ -8,14 +8,14 @@ from faust.types import TP
 from faust.types.tuples import Message
 from intervaltree import IntervalTree
 
-from stream_app import commit_guard
+from stream_app import consumer_fixes
 
 TPA = TP("events", 0)
 
 
 @pytest.fixture
 def consumer():
-    commit_guard.install()
+    consumer_fixes.install()
     app = faust.App("commit-guard-test", broker="kafka://127.0.0.1:1", store="memory://")
     return app.consumer
 
@@ -34,8 +34,8 @@ def acked(consumer, *offsets: int) -> None:
 
 
 def test_install_is_idempotent():
-    commit_guard.install()
-    assert commit_guard.install() is False
+    consumer_fixes.install()
+    assert consumer_fixes.install() is False
 
 
 def test_plain_progress_is_committed(consumer):
@@ -76,7 +76,7 @@ def test_revoked_positions_are_remembered(consumer):
     consumer._acked_index.pop(TPA)
     acked(consumer, 511)
     assert consumer._filter_committable_offsets({TPA}) == {}
-    assert commit_guard.counters.holes >= 1
+    assert consumer_fixes.counters.holes >= 1
 
 
 def test_known_gaps_such_as_transaction_markers_are_committed_over(consumer):

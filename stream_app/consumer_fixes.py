@@ -1,6 +1,14 @@
-"""A guard on the offsets the worker commits: never past an event that is not yet processed.
+"""Two fixes to the offset handling of Faust's consumer: commit nothing that is not processed, and
+rewind partitions that have no committed offset yet.
 
-Faust decides what to commit from the offsets its streams acknowledged, plus offset *gaps* it
+**Rewind.** During a rebalance Faust discards records it has already taken from the Kafka client
+and relies on "seek to the committed offset" to fetch them again. The client skips that seek when
+a partition has no committed offset (a new group, or nothing committed yet), so the records
+fetched before the rebalance were never seen again: the first events of a fresh stream went
+missing when a second worker joined. :func:`install` makes the seek go to the partition's first
+offset in that case, for the worker's stream topics (never for changelogs).
+
+**Commits.** Faust decides what to commit from the offsets its streams acknowledged, plus offset *gaps* it
 treats as acknowledged (offsets it never saw, such as transaction markers). Three of its paths
 can make that decision run ahead of the work:
 
@@ -19,7 +27,7 @@ can make that decision run ahead of the work:
 
 A commit that runs ahead is harmless until the worker dies before the work catches up; then the
 events in between are never processed (no recommendation, no state update). :func:`install`
-wraps the consumer's offset filter so that, per partition, a commit
+also wraps the consumer's offset filter so that, per partition, a commit
 
 * never passes the lowest offset delivered to the streams and not yet acknowledged, and
 * never starts above the last committed offset unless every offset in between is a known gap.
@@ -45,7 +53,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -117,15 +125,36 @@ class _Counters:
 
 
 counters = _Counters()
+_REWIND_TOPICS: set[str] = set()
 
 
-def install() -> bool:
-    """Wrap Faust's consumer offset filter (once per process); True if it was installed now."""
-    from faust.transport.consumer import Consumer
+def _install_rewind(consumer_cls) -> None:
+    original = consumer_cls.seek_to_committed
 
+    async def seek_to_committed(self):
+        committed = await original(self)
+        fresh = [tp for tp, offset in committed.items() if not offset and tp.topic in _REWIND_TOPICS]
+        if fresh:
+            # the client only seeks to committed offsets above 0; these go back to their start
+            await self._thread.seek_to_beginning(*fresh)
+        return committed
+
+    consumer_cls.seek_to_committed = seek_to_committed
+
+
+def install(stream_topics: Collection[str] = ()) -> bool:
+    """Install both fixes (once per process); True if they were installed now.
+
+    ``stream_topics``: the topics whose partitions are rewound to their first offset when they
+    have no committed offset (the events topic; later calls add to the set).
+    """
+    from faust.transport.consumer import Consumer, ThreadDelegateConsumer
+
+    _REWIND_TOPICS.update(stream_topics)
     original = Consumer._filter_committable_offsets
     if getattr(original, "_streamrec_guard", False):
         return False
+    _install_rewind(ThreadDelegateConsumer)
 
     def guarded(self, tps):
         tps = set(tps)
