@@ -13,7 +13,7 @@ import orjson  # noqa: E402
 import pytest  # noqa: E402
 
 from stream_app import broker  # noqa: E402
-from stream_app.gaps import OffsetTracker, fetch_range  # noqa: E402
+from stream_app.gaps import OffsetTracker, fetch_range, start_offsets  # noqa: E402
 from stream_app.state import decode_state  # noqa: E402
 from stream_app.testbed import producer  # noqa: E402
 
@@ -39,6 +39,22 @@ def test_fetch_range_reads_exactly_the_offsets_asked_for(kafka):
     assert [r.value for r in recs] == [f"v{i}".encode() for i in range(5, 12)]
     assert [r.offset for r in fetch_range(kafka, topic, 1, 19, 20)] == [19]
     assert fetch_range(kafka, topic, 0, 0, 0) == []
+
+
+def test_start_offsets_are_the_committed_ones_or_the_first(kafka):
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    topic, group = f"gaps-{uuid.uuid4().hex[:8]}", f"g-{uuid.uuid4().hex[:8]}"
+    broker.ensure_topics(kafka, {topic: 3})
+    _produce(kafka, topic, 0, [(b"k", b"v")] * 5)
+    _produce(kafka, topic, 1, [(b"k", b"v")] * 3)
+    c = KafkaConsumer(bootstrap_servers=kafka, group_id=group, enable_auto_commit=False)
+    c.assign([TopicPartition(topic, 0)])
+    c.commit({TopicPartition(topic, 0): OffsetAndMetadata(3, "", -1)})
+    c.close()
+    # partition 0 resumes at its committed offset; 1 and 2 (nothing committed) at their first
+    assert start_offsets(kafka, group, topic, 3) == {0: 3, 1: 0, 2: 0}
 
 
 async def test_the_agent_processes_skipped_offsets_before_the_event_after_them(kafka, monkeypatch):
