@@ -56,6 +56,8 @@ import time
 from collections.abc import Collection, Iterable
 from typing import Any
 
+from stream_app import metrics
+
 log = logging.getLogger(__name__)
 
 _LOG_EVERY_S = 10.0
@@ -112,12 +114,7 @@ class _Counters:
             self.holes += 1
         else:
             self.held_back += 1
-        try:
-            from stream_app import metrics
-
-            metrics.COMMITS_HELD_BACK.labels(what).inc()
-        except Exception:  # metrics are optional for the guard (it also runs in bare Faust apps)
-            pass
+        metrics.COMMITS_HELD_BACK.labels(what).inc()
         now = time.monotonic()
         if now - self._last_log >= _LOG_EVERY_S:
             self._last_log = now
@@ -156,16 +153,18 @@ def install(stream_topics: Collection[str] = ()) -> bool:
         return False
     _install_rewind(ThreadDelegateConsumer)
 
+    def known_committed(self, tp, remembered: dict) -> int | None:
+        committed = self._committed_offset.get(tp)
+        if committed is None:
+            return remembered.get(tp)  # Faust forgets it on revocation: use what we saw
+        remembered[tp] = committed
+        return committed
+
     def guarded(self, tps):
-        tps = set(tps)
         remembered = self.__dict__.setdefault("_streamrec_committed", {})
         allowed = []
-        for tp in tps:
-            committed = self._committed_offset.get(tp)
-            if committed is None:
-                committed = remembered.get(tp)  # Faust forgot it on revocation: use what we saw
-            else:
-                remembered[tp] = committed
+        for tp in set(tps):
+            committed = known_committed(self, tp, remembered)
             acked = self._acked.get(tp)
             if acked and has_hole(committed, min(acked), self._gap.get(tp)):
                 counters.note("hole", tp, f"committed={committed} lowest acknowledged={min(acked)}")
@@ -177,10 +176,7 @@ def install(stream_topics: Collection[str] = ()) -> bool:
         floors = pending_floors(self._unacked_messages, set(proposed))
         out = {}
         for tp, offset in proposed.items():
-            committed = self._committed_offset.get(tp)
-            if committed is None:
-                committed = remembered.get(tp)
-            safe = clamp(offset, floors.get(tp), committed)
+            safe = clamp(offset, floors.get(tp), known_committed(self, tp, remembered))
             if safe != offset:
                 counters.note("pending", tp, f"proposed={offset} lowest pending={floors.get(tp)}")
             if safe is not None:

@@ -32,6 +32,14 @@ def chain_events(n_users: int = 150, length: int = 20, seed: int = 0) -> list[In
     return out
 
 
+def write_jsonl(path: Path, events: list[Interaction]) -> None:
+    """Write interactions as contract events, one JSON object per line (the trainer's input)."""
+    with open(path, "w") as fh:
+        for n, ev in enumerate(events):
+            fh.write(json.dumps({"event_id": f"e{n}", "user_id": ev.user_id, "item_id": ev.item_id,
+                                 "type": ev.type, "ts": ev.ts}) + "\n")
+
+
 TINY = dict(dim=32, layers=1, heads=2, max_len=12, epochs=8, batch_size=32, lr=5e-3, dropout=0.0,
             negatives=20, holdout_fraction=0.1, window_stride=0, seed=1)
 
@@ -153,10 +161,7 @@ def test_short_training_on_movielens_is_finite():
 
 def test_main_trains_and_saves(tmp_path):
     events = tmp_path / "events.jsonl"
-    with open(events, "w") as fh:
-        for n, ev in enumerate(chain_events(n_users=40, length=10)):
-            fh.write(json.dumps({"event_id": f"e{n}", "user_id": ev.user_id, "item_id": ev.item_id,
-                                 "type": ev.type, "ts": ev.ts}) + "\n")
+    write_jsonl(events, chain_events(n_users=40, length=10))
     reg = tmp_path / "registry"
     assert main(["--events", str(events), "--registry", str(reg), "--epochs", "1", "--dim", "16",
                  "--layers", "1", "--max-len", "8", "--device", "cpu", "--quiet"]) == 0
@@ -177,10 +182,7 @@ def test_torchrun_two_processes_write_one_version(tmp_path):
     import sys
 
     events = tmp_path / "events.jsonl"
-    with open(events, "w") as fh:
-        for n, ev in enumerate(chain_events(n_users=40, length=10)):
-            fh.write(json.dumps({"event_id": f"e{n}", "user_id": ev.user_id, "item_id": ev.item_id,
-                                 "type": ev.type, "ts": ev.ts}) + "\n")
+    write_jsonl(events, chain_events(n_users=40, length=10))
     reg = tmp_path / "registry"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "models.train", "--events", str(events), "--registry", str(reg), "--epochs", "2",

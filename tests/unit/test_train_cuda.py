@@ -7,15 +7,13 @@ serve on CPU), and the artifact the trainer writes loads and serves like a CPU-t
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
 from models.base import UserContext
 from models.registry import Registry
 from models.train import TrainConfig, main, train
-from tests.unit.test_train import TINY, chain_events
+from tests.unit.test_train import TINY, chain_events, write_jsonl
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 
@@ -37,10 +35,7 @@ def test_cuda_training_learns_like_cpu(amp):
 @cuda
 def test_cuda_artifact_loads_and_serves_on_cpu(tmp_path):
     events = tmp_path / "events.jsonl"
-    with open(events, "w") as fh:
-        for n, ev in enumerate(chain_events(n_users=60, length=12)):
-            fh.write(json.dumps({"event_id": f"e{n}", "user_id": ev.user_id, "item_id": ev.item_id,
-                                 "type": ev.type, "ts": ev.ts}) + "\n")
+    write_jsonl(events, chain_events(n_users=60, length=12))
     reg = tmp_path / "registry"
     assert main(["--events", str(events), "--registry", str(reg), "--epochs", "3", "--dim", "16",
                  "--layers", "1", "--max-len", "8", "--device", "cuda", "--quiet"]) == 0
