@@ -102,6 +102,12 @@ async def ingest(stream):
         start = None
         if offsets.needs_start(msg.partition, generation):
             start = (await _starts(generation)).get(msg.partition)
+        if offsets.seen(msg.partition, msg.offset, generation):
+            # handed to the scorer already in this assignment (read back after a skip, or
+            # delivered twice by the consumer): once is enough
+            metrics.DUPLICATES.inc()
+            await _ack(event)
+            continue
         skipped = offsets.observe(msg.partition, msg.offset, generation, start)
         if skipped is not None:
             await _fill_gap(msg.topic, msg.partition, *skipped)

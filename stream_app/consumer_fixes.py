@@ -6,7 +6,8 @@ and relies on "seek to the committed offset" to fetch them again. The client ski
 a partition has no committed offset (a new group, or nothing committed yet), so the records
 fetched before the rebalance were never seen again: the first events of a fresh stream went
 missing when a second worker joined. :func:`install` makes the seek go to the partition's first
-offset in that case, for the worker's stream topics (never for changelogs).
+offset in that case, when no record of the partition has reached the streams since it was
+assigned, for the worker's stream topics (never for changelogs).
 
 **Commits.** Faust decides what to commit from the offsets its streams acknowledged, plus offset *gaps* it
 treats as acknowledged (offsets it never saw, such as transaction markers). Three of its paths
@@ -130,9 +131,14 @@ def _install_rewind(consumer_cls) -> None:
 
     async def seek_to_committed(self):
         committed = await original(self)
-        fresh = [tp for tp, offset in committed.items() if not offset and tp.topic in _REWIND_TOPICS]
+        # The client only seeks to committed offsets above 0. A partition with nothing committed
+        # and nothing handed to the streams since its assignment may have had records taken and
+        # discarded: it goes back to its start. One whose records reached the streams keeps its
+        # position (going back would deliver them twice; the ingest agent reads back any it
+        # finds skipped, see stream_app/gaps.py).
+        fresh = [tp for tp, offset in committed.items()
+                 if not offset and tp.topic in _REWIND_TOPICS and self._read_offset.get(tp) is None]
         if fresh:
-            # the client only seeks to committed offsets above 0; these go back to their start
             await self._thread.seek_to_beginning(*fresh)
         return committed
 

@@ -12,7 +12,9 @@ Each time the consumer group's generation changes, a partition starts at its com
 or at its first offset when nothing is committed (:func:`start_offsets`, asked once per
 generation). When an event arrives beyond the expected offset, the records in between are read
 straight from the broker (:func:`fetch_range`) and processed first, in order; a record that no
-longer exists (a transaction marker, a compacted offset) is simply not there.
+longer exists (a transaction marker, a compacted offset) is simply not there. A record below the
+expected offset was already passed on in this generation (the consumer delivered it twice, or it
+was read back): it is acknowledged, not processed again.
 
 >>> t = OffsetTracker()
 >>> t.observe(0, 10, generation=1, start=10), t.observe(0, 11, generation=1)
@@ -20,6 +22,8 @@ longer exists (a transaction marker, a compacted offset) is simply not there.
 >>> t.observe(0, 14, generation=1)                                    # 12 and 13 were skipped
 (12, 14)
 >>> t.observe(0, 12, generation=1)                                    # an earlier offset: a replay
+>>> t.seen(0, 12, generation=1), t.seen(0, 15, generation=1)
+(True, False)
 >>> t.needs_start(0, generation=2)                                    # a new assignment
 True
 >>> t.observe(0, 45, generation=2, start=40)                          # 40..44 never arrived
@@ -43,6 +47,12 @@ class OffsetTracker:
     def needs_start(self, partition: int, generation: int) -> bool:
         """Whether the partition's next offset is unknown (a new generation, or a first event)."""
         return generation != self.generation or partition not in self.expected
+
+    def seen(self, partition: int, offset: int, generation: int) -> bool:
+        """Whether ``offset`` was already passed on in this generation (it is below the next one
+        expected); the start offset counts as passed on, since everything below it is committed."""
+        expected = self.expected.get(partition) if generation == self.generation else None
+        return expected is not None and offset < expected
 
     def observe(self, partition: int, offset: int, generation: int,
                 start: int | None = None) -> tuple[int, int] | None:

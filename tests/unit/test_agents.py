@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from stream_app import agents
+from stream_app.gaps import OffsetTracker
 from stream_app.state import decode_state
 
 
@@ -22,6 +23,12 @@ class Recorder:
 
     def on(self, topic: str) -> list:
         return [r for r in self.records if r[0] == topic]
+
+
+@pytest.fixture(autouse=True)
+def fresh_offsets(monkeypatch) -> None:
+    """Each test_context() delivers offsets from 0 again, like a new assignment: start afresh."""
+    monkeypatch.setattr(agents, "offsets", OffsetTracker())
 
 
 @pytest.fixture
@@ -112,6 +119,8 @@ async def test_a_replayed_record_changes_nothing(outbox):
         await drain(outbox)
         first = agents.user_state.get(b"u-replay")
     # a new test context starts offsets at 0 again: exactly what a replay after a crash looks like
+    # (a new process, so nothing is remembered of the offsets passed on before)
+    agents.offsets = OffsetTracker()
     async with agents.ingest.test_context() as agent:
         await agent.put(value=ev(1, user="u-replay", item="i-1"), key=b"u-replay")
         recs = await drain(outbox)
