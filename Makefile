@@ -28,10 +28,10 @@ demo: install
 	$(BIN)/streamrec demo
 
 test: install browser
-	$(BIN)/python -m pytest -m "not slow" tests
+	$(BIN)/python -m pytest -m "not slow"
 
 test-unit: install
-	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python -m pytest tests/unit stream_app models schemas
 
 test-integration: install
 	$(BIN)/python -m pytest -m integration tests/integration

@@ -1,12 +1,12 @@
 """The full system: popularity + co-occurrence + deep candidates, reranked online.
 
-:class:`HybridRecommender` is :class:`~models.online.OnlineRanker` with a deep retriever that
+:class:`HybridRecommender` is :class:`~models.rerank.online.OnlineRanker` with a deep retriever that
 can be swapped while serving (:meth:`HybridRecommender.set_deep`).  With no deep model it
 behaves exactly like the ``"online"`` system.  The reranker's deep features are rank- and
 range-normalized, so weights learned with one deep model stay meaningful for the next.
 
 >>> from models.base import Interaction, UserContext
->>> from models.popularity import PopularityRecommender
+>>> from models.retrieval.popularity import PopularityRecommender
 >>> h = HybridRecommender()
 >>> for t, item in enumerate("abab"):
 ...     h.learn_one(UserContext.empty("u"), Interaction("u", item, "click", float(t)))
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from models.base import Recommender
 from models.checkpoint import load
-from models.online import OnlineRanker
+from models.rerank.online import OnlineRanker
 
 
 class HybridRecommender(OnlineRanker):
@@ -34,11 +34,11 @@ class HybridRecommender(OnlineRanker):
     """Latest items of a user a deep model encodes."""
 
     def serving_retriever(self, model: Recommender) -> Recommender:
-        """How ``model`` retrieves here: a :class:`~models.head_retriever.HeadRetriever` for a
+        """How ``model`` retrieves here: a :class:`~models.deep.retriever.HeadRetriever` for a
         sequence model, the model itself otherwise. Building it gathers embeddings: do it off any
         event loop and pass it to :meth:`set_deep`."""
         if hasattr(model, "user_vectors") and hasattr(model, "vocab_items"):
-            from models.head_retriever import HeadRetriever
+            from models.deep.retriever import HeadRetriever
 
             return HeadRetriever(model, self.deep_pool, self.deep_history)
         return model

@@ -1,6 +1,6 @@
 """Measure the pure recommendation pipeline (observe + score, no Kafka) in events per second.
 
-Replays a synthetic stream through :class:`stream_app.pipeline.Pipeline` the way the worker does:
+Replays a synthetic stream through :class:`stream_app.core.pipeline.Pipeline` the way the worker does:
 ``observe`` per event (ingest), then ``score`` per micro-batch (scorer).  Optionally profiles it.
 
     .venv/bin/python scripts/profile_pipeline.py --events 40000 --users 20000 --items 50000
@@ -19,17 +19,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from schemas import event_from_dict  # noqa: E402
-from stream_app.logic import to_context  # noqa: E402
-from stream_app.pipeline import Pending, Pipeline  # noqa: E402
-from stream_app.state import UserState, apply_event  # noqa: E402
-from stream_app.synthetic import generate  # noqa: E402
+from stream_app.core.logic import to_context  # noqa: E402
+from stream_app.core.pipeline import Pending, Pipeline  # noqa: E402
+from stream_app.core.state import UserState, apply_event  # noqa: E402
+from stream_app.data.synthetic import generate  # noqa: E402
 
 
 def random_deep(n_items: int, dim: int):
     """A deep model with random weights over the whole catalogue (speed only, not quality)."""
     import torch
 
-    from models.deep import DeepRecommender, SequenceModel
+    from models.deep.model import DeepRecommender, SequenceModel
 
     torch.manual_seed(0)
     model = SequenceModel(n_items, dim=dim).eval()

@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from models.base import Interaction  # noqa: E402
-from models.train import TrainConfig, check_device, train  # noqa: E402
-from models.holdout import _split, _windows  # noqa: E402
-from stream_app.synthetic import generate  # noqa: E402
+from models.deep.train import TrainConfig, check_device, train  # noqa: E402
+from models.deep.holdout import _split, _windows  # noqa: E402
+from stream_app.data.synthetic import generate  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,6 @@
 
 import sys
 
-from stream_app.cli import main
+from stream_app.cli.main import main
 
 sys.exit(main())

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.paths import ROOT, shared_data_dir
 
-
-def shared_data_dir() -> Path:
-    return Path(os.environ.get("STREAMREC_SHARED_DATA", ROOT.parent / "shared" / "data")).resolve()
+__all__ = ["ROOT", "shared_data_dir"]
 
 
 @pytest.fixture(scope="session")

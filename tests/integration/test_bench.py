@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_app.bench import run_bench
+from stream_app.ops.bench import run_bench
 from stream_app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,8 +14,8 @@ import time
 import orjson
 import pytest
 
-from stream_app.synthetic import generate
-from stream_app.testbed import ROOT, producer, send_events
+from stream_app.data.synthetic import generate
+from stream_app.ops.testbed import ROOT, producer, send_events
 from tests.integration.conftest import Worker
 
 pytestmark = pytest.mark.integration

@@ -13,9 +13,9 @@ import orjson  # noqa: E402
 import pytest  # noqa: E402
 
 from stream_app import broker  # noqa: E402
-from stream_app.gaps import OffsetTracker, fetch_range, start_offsets  # noqa: E402
-from stream_app.state import decode_state  # noqa: E402
-from stream_app.testbed import producer  # noqa: E402
+from stream_app.worker.readback import OffsetTracker, fetch_range, start_offsets  # noqa: E402
+from stream_app.core.state import decode_state  # noqa: E402
+from stream_app.ops.testbed import producer  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -58,8 +58,8 @@ def test_start_offsets_are_the_committed_ones_or_the_first(kafka):
 
 
 async def test_the_agent_processes_skipped_offsets_before_the_event_after_them(kafka, monkeypatch):
-    from stream_app import agents
-    from tests.unit.test_agents import Recorder, drain
+    from stream_app.worker import agents
+    from tests.unit.stream_app.worker.test_agents import Recorder, drain
 
     outbox = Recorder()
     monkeypatch.setattr(agents, "outbox", outbox)

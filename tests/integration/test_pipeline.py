@@ -8,8 +8,8 @@ import time
 import orjson
 import pytest
 
-from stream_app.testbed import event, producer, send_events
-from stream_app.testbed import read_records as read_all
+from stream_app.ops.testbed import event, producer, send_events
+from stream_app.ops.testbed import read_records as read_all
 from tests.integration.conftest import Worker
 
 pytestmark = pytest.mark.integration
@@ -147,7 +147,7 @@ def test_worker_refuses_an_events_topic_with_other_partitions(kafka, tmp_path):
     import sys
 
     from stream_app import broker
-    from stream_app.testbed import ROOT, Pipeline
+    from stream_app.ops.testbed import ROOT, Pipeline
 
     p = Pipeline(kafka, tmp_path, partitions=4)
     broker.ensure_topics(kafka, {p.events: 1})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream_app import reliability
+from stream_app.ops import reliability
 from tests.integration.conftest import CACHE
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]

@@ -10,8 +10,8 @@ import time
 import orjson
 import pytest
 
-from stream_app.testbed import Pipeline, event, producer, send_events
-from stream_app.testbed import read_records as read_all
+from stream_app.ops.testbed import Pipeline, event, producer, send_events
+from stream_app.ops.testbed import read_records as read_all
 from tests.integration.conftest import Worker
 
 pytestmark = pytest.mark.integration

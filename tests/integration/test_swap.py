@@ -10,11 +10,11 @@ import orjson
 import pytest
 
 from models.base import Interaction
-from models.registry import ArtifactError, Registry
-from models.train import TrainConfig, train
-from stream_app.synthetic import generate
-from stream_app.testbed import producer
-from stream_app.testbed import read_records as read_all
+from models.deep.registry import ArtifactError, Registry
+from models.deep.train import TrainConfig, train
+from stream_app.data.synthetic import generate
+from stream_app.ops.testbed import producer
+from stream_app.ops.testbed import read_records as read_all
 from tests.integration.conftest import Worker
 
 pytestmark = pytest.mark.integration

@@ -1,0 +1,310 @@
+"""Versioned deep-model artifacts: save, verify, promote, roll back.
+
+Layout under ``root``::
+
+    versions/<version>/weights.safetensors   tensors only (never a pickle)
+    versions/<version>/vocab.json            item ids, index j+1 = vocab[j]
+    versions/<version>/manifest.json         version, created_at, sha256 of both files, config, metrics
+    CURRENT                                  the promoted version (one line)
+    HISTORY                                  JSON list of promoted versions, oldest first (for rollback)
+
+Every pointer file is written to a temporary file and moved into place with ``os.replace``;
+a version folder is built under a temporary name and renamed when complete, so a reader sees
+either nothing or a whole artifact. :meth:`Registry.load` trusts nothing on disk: it refuses
+unsafe version names and symlinks, checks both hashes, parses the weights with safetensors,
+checks every tensor shape against the manifest and vocabulary, and checks that all weights are
+finite; any failure raises :class:`ArtifactError` with a readable reason.
+
+>>> import tempfile, torch
+>>> from models.deep.model import SequenceModel, Vocabulary
+>>> from models.deep.train import TrainConfig, TrainResult
+>>> cfg = TrainConfig(dim=8, layers=1, heads=1, max_len=4)
+>>> res = TrainResult(SequenceModel(2, 8, 1, 1, 4), Vocabulary(["a", "b"]), cfg, {"ndcg@10": 0.1}, [], "cpu")
+>>> reg = Registry(tempfile.mkdtemp())
+>>> version, promoted = reg.save(res)
+>>> promoted, reg.current() == version, reg.load(version).version == version
+(True, True, True)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import stat
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from models.deep.model import DeepRecommender, SequenceModel, Vocabulary
+
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+"""Safe version names: letters, digits, ``-`` and ``_`` (no dots, slashes or leading dash)."""
+_STAMP_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z)-(\d+)$")
+MAX_ARTIFACT_BYTES = 2 * 1024**3
+FORMAT = 1
+_SHAPE_KEYS = ("n_items", "dim", "layers", "heads", "max_len")
+
+
+class ArtifactError(Exception):
+    """An artifact or registry operation was refused; ``str(exc)`` says why."""
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_plain(path: Path, limit: int = MAX_ARTIFACT_BYTES) -> bytes:
+    """Read a regular file, refusing symlinks (O_NOFOLLOW) and oversized files."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        raise ArtifactError(f"{path.name} is missing") from None
+    except OSError as exc:  # ELOOP: the final component is a symlink
+        raise ArtifactError(f"{path.name} cannot be opened safely ({exc.strerror}); symlinks are refused") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ArtifactError(f"{path.name} is not a regular file")
+        if st.st_size > limit:
+            raise ArtifactError(f"{path.name} is {st.st_size} bytes, over the {limit}-byte limit")
+        return fh.read()
+
+
+def _sort_key(version: str) -> tuple:
+    m = _STAMP_RE.match(version)
+    return (0, m.group(1), int(m.group(2))) if m else (1, version, 0)
+
+
+class Registry:
+    """A folder of model versions with a promoted pointer; see the module docstring."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+        self.versions = self.root / "versions"
+
+    # ---- names and pointers ------------------------------------------------
+    @staticmethod
+    def check_name(version: str) -> str:
+        if not isinstance(version, str) or not VERSION_RE.match(version):
+            raise ArtifactError(
+                f"unsafe version name {version!r}: use letters, digits, '-' and '_' only (at most 100)"
+            )
+        return version
+
+    def _dir(self, version: str) -> Path:
+        self.check_name(version)
+        if self.versions.is_symlink():
+            raise ArtifactError("the registry's versions folder is a symlink; refused")
+        path = self.versions / version
+        if path.is_symlink():
+            raise ArtifactError(f"version {version} is a symlink; refused")
+        if not path.is_dir():
+            raise ArtifactError(f"version {version} does not exist")
+        return path
+
+    def current(self) -> str | None:
+        """The promoted version, or None when nothing was promoted yet."""
+        path = self.root / "CURRENT"
+        if not path.exists():
+            return None
+        name = _read_plain(path, 4096).decode("utf-8", "replace").strip()
+        return self.check_name(name) if name else None
+
+    def _history(self) -> list[str]:
+        path = self.root / "HISTORY"
+        if not path.exists():
+            return []
+        try:
+            data = json.loads(_read_plain(path, 16 * 1024**2))
+        except ValueError as exc:
+            raise ArtifactError(f"HISTORY is not valid JSON: {exc}") from None
+        if not isinstance(data, list) or not all(isinstance(v, str) for v in data):
+            raise ArtifactError("HISTORY must be a JSON list of version names")
+        return data
+
+    def _set_current(self, version: str, history: list[str]) -> None:
+        _write_atomic(self.root / "HISTORY", json.dumps(history).encode())
+        _write_atomic(self.root / "CURRENT", (version + "\n").encode())
+
+    # ---- writing -----------------------------------------------------------
+    def _new_version(self) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime())
+        seq = 1 + max((_sort_key(v)[2] for v in self._names() if _STAMP_RE.match(v)), default=0)
+        return f"{stamp}-{seq}"
+
+    def _names(self) -> list[str]:
+        if not self.versions.is_dir():
+            return []
+        return sorted((p.name for p in self.versions.iterdir()
+                       if VERSION_RE.match(p.name) and p.is_dir() and not p.is_symlink()), key=_sort_key)
+
+    def save(self, result: Any, promote_if_better: bool = True, tolerance: float = 0.01) -> tuple[str, bool]:
+        """Write ``result`` (a :class:`models.deep.train.TrainResult`) as a new version.
+
+        With ``promote_if_better`` the version is promoted when its holdout NDCG@10 is finite and
+        at least the current version's minus ``tolerance`` (or when nothing is promoted yet).
+        Returns ``(version, promoted)``.
+        """
+        self.versions.mkdir(parents=True, exist_ok=True)
+        model: SequenceModel = result.model
+        state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+        for name, t in state.items():
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise ArtifactError(f"refusing to save: weight {name!r} has non-finite values")
+        weights = st_save(state)
+        vocab = json.dumps(list(result.vocab.items)).encode()
+        metrics = {k: (float(v) if math.isfinite(float(v)) else None) for k, v in result.metrics.items()}
+        for _ in range(100):
+            version = self._new_version()
+            tmp = Path(tempfile.mkdtemp(dir=self.versions, prefix=".tmp-"))
+            manifest = {
+                "format": FORMAT, "version": version,
+                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "weights_sha256": _sha256(weights), "vocab_sha256": _sha256(vocab),
+                "model": model.config(), "collapse_repeats": bool(result.config.collapse_repeats),
+                "config": result.config.to_dict(), "metrics": metrics,
+                "epoch_seconds": list(result.epoch_seconds), "device": result.device,
+            }
+            (tmp / "weights.safetensors").write_bytes(weights)
+            (tmp / "vocab.json").write_bytes(vocab)
+            (tmp / "manifest.json").write_bytes(json.dumps(manifest, indent=2).encode())
+            try:
+                os.rename(tmp, self.versions / version)  # fails if the name was taken meanwhile
+                break
+            except OSError:
+                for f in tmp.iterdir():
+                    f.unlink()
+                tmp.rmdir()
+        else:
+            raise ArtifactError("could not allocate a new version name")
+        promoted = False
+        if promote_if_better and self._better(metrics.get("ndcg@10"), tolerance):
+            self.promote(version)
+            promoted = True
+        return version, promoted
+
+    def _better(self, ndcg: float | None, tolerance: float) -> bool:
+        if ndcg is None or not math.isfinite(ndcg):
+            return False
+        cur = self.current()
+        if cur is None:
+            return True
+        try:
+            best = self.manifest(cur)["metrics"].get("ndcg@10")
+        except ArtifactError:
+            return True  # the current artifact is unreadable: anything valid is better
+        return best is None or ndcg >= float(best) - tolerance
+
+    # ---- reading -----------------------------------------------------------
+    def manifest(self, version: str) -> dict:
+        """The parsed manifest of a version (names and symlinks checked, contents not verified)."""
+        path = self._dir(version) / "manifest.json"
+        try:
+            data = json.loads(_read_plain(path, 16 * 1024**2))
+        except ValueError as exc:
+            raise ArtifactError(f"manifest of {version} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict) or data.get("version") != version:
+            raise ArtifactError(f"manifest of {version} does not name version {version}")
+        return data
+
+    def list(self) -> list[dict]:
+        """Every version, oldest first: ``{version, created_at, metrics, current, error?}``."""
+        cur = self.current()
+        out = []
+        for name in self._names():
+            row: dict[str, Any] = {"version": name, "current": name == cur}
+            try:
+                m = self.manifest(name)
+                row.update(created_at=m.get("created_at"), metrics=m.get("metrics", {}))
+            except ArtifactError as exc:
+                row["error"] = str(exc)
+            out.append(row)
+        return out
+
+    def promote(self, version: str) -> None:
+        """Make ``version`` current after fully verifying it (a broken artifact is refused)."""
+        self.load(version)
+        history = [v for v in self._history() if v != version] + [version]
+        self._set_current(version, history)
+
+    def rollback(self) -> str:
+        """Go back to the previously promoted version and return it."""
+        history = self._history()
+        cur = self.current()
+        if cur is not None and history and history[-1] == cur:
+            history = history[:-1]
+        if not history:
+            raise ArtifactError("no earlier promoted version to roll back to")
+        target = self.check_name(history[-1])
+        self.load(target)
+        self._set_current(target, history)
+        return target
+
+    def load(self, version: str) -> DeepRecommender:
+        """Load and verify a version; raise :class:`ArtifactError` with the reason if anything is off."""
+        folder = self._dir(version)
+        manifest = self.manifest(version)
+        weights = _read_plain(folder / "weights.safetensors")
+        vocab_raw = _read_plain(folder / "vocab.json")
+        if _sha256(weights) != manifest.get("weights_sha256"):
+            raise ArtifactError(f"{version}: weights.safetensors does not match the manifest's sha256")
+        if _sha256(vocab_raw) != manifest.get("vocab_sha256"):
+            raise ArtifactError(f"{version}: vocab.json does not match the manifest's sha256")
+        try:
+            vocab = Vocabulary(json.loads(vocab_raw))
+        except (ValueError, TypeError) as exc:
+            raise ArtifactError(f"{version}: bad vocabulary: {exc}") from None
+        shape = manifest.get("model")
+        if not isinstance(shape, dict) or any(not isinstance(shape.get(k), int) for k in _SHAPE_KEYS):
+            raise ArtifactError(f"{version}: manifest lacks the model shape {_SHAPE_KEYS}")
+        if shape["n_items"] != len(vocab):
+            raise ArtifactError(f"{version}: manifest says {shape['n_items']} items, vocabulary has {len(vocab)}")
+        try:
+            tensors = st_load(weights)
+        except (SafetensorError, ValueError, RuntimeError) as exc:
+            raise ArtifactError(f"{version}: weights are not a valid safetensors file: {exc}") from None
+        try:
+            model = SequenceModel(**{k: shape[k] for k in _SHAPE_KEYS})
+        except (ValueError, RuntimeError) as exc:
+            raise ArtifactError(f"{version}: bad model shape in manifest: {exc}") from None
+        expected = model.state_dict()
+        if set(tensors) != set(expected):
+            missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+            raise ArtifactError(f"{version}: weight names differ (missing {missing[:3]}, unexpected {extra[:3]})")
+        for name, t in tensors.items():
+            if t.shape != expected[name].shape or t.dtype != expected[name].dtype:
+                raise ArtifactError(
+                    f"{version}: weight {name!r} is {tuple(t.shape)} {t.dtype}, the manifest's shape needs "
+                    f"{tuple(expected[name].shape)} {expected[name].dtype}"
+                )
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise ArtifactError(f"{version}: weight {name!r} has non-finite values")
+        model.load_state_dict(tensors, strict=True)
+        rec = DeepRecommender(model, vocab, version, collapse=bool(manifest.get("collapse_repeats", True)))
+        try:
+            rec.check()
+        except ValueError as exc:
+            raise ArtifactError(f"{version}: {exc}") from None
+        return rec

@@ -1,0 +1,346 @@
+"""Online learning-to-rank with River: rerank the candidates of several retrievers.
+
+:class:`OnlineRanker` merges candidates from decayed popularity, item co-occurrence and
+(optionally) a deep retriever, describes every (user, candidate) pair with the features in
+:data:`FEATURES`, and scores them with the weights of a River ``LogisticRegression``.
+
+Ranking is batched: :meth:`OnlineRanker.rank_many_with_sources` scores a whole wave of users
+with a few numpy calls over a :class:`~models.retrieval.candidates.CandidateIndex` (integer item ids, the
+co-occurrence rows and popularity figures as arrays): one feature matrix for every (user,
+candidate) pair of the wave, one product with the River model's weight vector, one stable sort.
+
+Learning is pairwise (RankNet style).  Each ranking for a user is remembered as the user's
+impression: the best ``memory_items`` candidates with their feature rows (float32), in a
+bounded LRU over ``memory_users`` users.  The user's next event labels it: when the chosen item
+is among the remembered candidates, the model learns that the chosen item beats (a) the
+``max_skipped`` shown items ranked just above it that the user skipped and (b) ``n_sampled``
+random remembered candidates, i.e. ``learn_one(x_chosen - x_other, True)`` without intercept.
+One skipped and one sampled pair (the defaults) learn as well as more pairs on MovieLens and
+cost two River updates at most.  A chosen item the retrievers did not propose teaches the
+reranker nothing (it cannot reorder what it is not given) and only trains the retrievers.
+
+>>> from models.base import Interaction, UserContext
+>>> m = OnlineRanker()
+>>> u = UserContext.empty("u1")
+>>> for t, item in enumerate(["a", "b", "c"]):
+...     ev = Interaction("u1", item, "click", float(t))
+...     m.learn_one(u, ev)
+...     u = u.after(ev)
+>>> [(item, source) for item, _, source in m.rank_with_sources(UserContext("u2", ("a",)), k=2)]
+[('b', 'cooccurrence'), ('c', 'popularity')]
+>>> m.version
+3
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import OrderedDict
+from collections.abc import Collection, Sequence
+
+import numpy as np
+from river import linear_model, optim
+
+from models.base import EVENT_WEIGHTS, Interaction, Ranked, Recommender, UserContext
+from models.retrieval.candidates import CHUNK_USERS, CandidateIndex
+from models.checkpoint import dump, load
+from models.deep.candidates import select as select_deep
+from models.retrieval.cooccurrence import CooccurrenceRecommender
+from models.retrieval.popularity import PopularityRecommender
+from models.rerank.features import FEATURES, SOURCES, F, candidate_features
+
+_IDX = {name: i for i, name in enumerate(FEATURES)}
+PRIOR: dict[str, float] = {"cooc_rr": 1.0, "cooc_rel": 0.5, "pop_rr": 0.3, "deep_rr": 1.0, "deep_rel": 0.3}
+"""Initial weights: co-occurrence first, then deep, popularity to fill; learning corrects them."""
+
+Sourced = list[tuple[str, float, str]]
+
+
+class OnlineRanker(Recommender):
+    """Candidates from popularity + co-occurrence (+ deep), reranked by an online River model.
+
+    ``popularity``/``cooccurrence`` are trained by this model (a co-occurrence model built
+    here shares the popularity model as its cold-start fallback); ``deep`` is only used to
+    retrieve and is replaced from outside (see :class:`models.hybrid.HybridRecommender`).
+    Retrievers passed in may be pre-trained (their state is mirrored into :attr:`index` here),
+    but from then on they must learn only through this model's :meth:`learn_one`.
+    """
+
+    name = "online"
+
+    def __init__(
+        self,
+        popularity: PopularityRecommender | None = None,
+        cooccurrence: CooccurrenceRecommender | None = None,
+        deep: Recommender | None = None,
+        n_popular: int = 30,
+        n_cooc: int = 50,
+        n_deep: int = 50,
+        memory_items: int = 30,
+        memory_users: int = 50_000,
+        n_sampled: int = 1,
+        max_skipped: int = 1,
+        lr: float = 0.05,
+        l2: float = 1e-5,
+        seed: int = 0,
+    ) -> None:
+        self.popularity = popularity if popularity is not None else PopularityRecommender()
+        self.cooccurrence = (
+            cooccurrence
+            if cooccurrence is not None
+            else CooccurrenceRecommender(fallback=self.popularity, learn_fallback=False)
+        )
+        self._learn_pop = self.cooccurrence.fallback is not self.popularity or not self.cooccurrence.learn_fallback
+        self.deep = deep
+        self.retriever: Recommender | None = None
+        """The serving form of ``deep`` (see :mod:`models.deep.retriever`); None means ``deep`` itself."""
+        self.params = {
+            "n_popular": int(n_popular), "n_cooc": int(n_cooc), "n_deep": int(n_deep),
+            "memory_items": int(memory_items), "memory_users": int(memory_users),
+            "n_sampled": int(n_sampled), "max_skipped": int(max_skipped), "lr": float(lr), "l2": float(l2),
+            "seed": int(seed),
+        }  # fmt: skip
+        self.model = linear_model.LogisticRegression(optimizer=optim.SGD(lr), l2=l2, intercept_lr=0.0)
+        for feat, w in PRIOR.items():
+            self.model._weights[feat] = w
+        self.memory: OrderedDict[str, tuple[tuple[int, ...], np.ndarray]] = OrderedDict()
+        """Per user: the remembered candidates (item ids of :attr:`index`) and their feature rows."""
+        self.index = CandidateIndex(self.cooccurrence, self.popularity.counts)
+        self._counts = np.zeros(0)
+        self._log_scores = np.zeros(0)
+        self._grow_items()
+        pop = self.popularity
+        for item, c in pop.counts.items():
+            self._counts[self.index.ids[item]] = c
+        for item, ls in pop.log_scores.items():
+            self._log_scores[self.index.ids[item]] = ls
+        self._pop_cache: tuple[int, np.ndarray] = (-1, np.zeros(0, np.int64))
+        self._pool_ids: dict = {}
+        """Reranker ids of the deep retriever's item pool (see :func:`models.deep.candidates.entries`)."""
+        self.n_learned = 0
+        self.n_pairs = 0
+        self._rng = random.Random(seed)
+
+    # -- features -------------------------------------------------------------------------
+    def _pop_top(self) -> tuple[np.ndarray, float]:
+        """Ids of the popularity leaderboard's head (for ranks) and log1p of the top decayed score."""
+        pop = self.popularity
+        n = self.params["n_popular"] + 20
+        if self._pop_cache[0] != pop.top_version:
+            intern = self.index.intern
+            self._pop_cache = (pop.top_version, np.array([intern(i) for i in pop.top_items(n)], np.int64))
+        ids = self._pop_cache[1]
+        top_dec = math.log1p(pop.score(self.index.names[int(ids[0])])) if len(ids) else 0.0
+        return ids, top_dec
+
+    def _score_chunk(self, users: Sequence[UserContext], excludes: Sequence[Collection[str]], w: np.ndarray,
+                     deep_lists: Sequence[Ranked] | None = None):
+        """Every candidate of a chunk of users: (user row, item id, score, source, feature rows)."""
+        if deep_lists is None and self.deep is not None:
+            deep_lists = self.deep_candidates(users, excludes)
+        ku, ki, src, X = candidate_features(self, users, excludes, deep_lists)
+        return ku, ki, X @ w, src, X
+
+    def _weights(self) -> np.ndarray:
+        w = self.model._weights
+        return np.array([w.get(name, 0.0) for name in FEATURES])
+
+    def _score_wave(self, users, excludes, deep_lists=None):
+        w = self._weights()
+        for lo in range(0, len(users), CHUNK_USERS):
+            hi = lo + CHUNK_USERS
+            yield lo, self._score_chunk(users[lo:hi], excludes[lo:hi], w,
+                                        None if deep_lists is None else select_deep(deep_lists, range(lo, min(hi, len(users)))))
+
+    def deep_candidates(self, users: Sequence[UserContext], excludes: Sequence[Collection[str]]) -> list[Ranked] | None:
+        """The deep retriever's candidates for many users in one call (None without a deep model).
+
+        Callers that rank the same users in several rounds compute these once and pass them to
+        :meth:`rank_many_with_sources`, so the deep model runs one forward pass per batch.
+        """
+        if self.deep is None:
+            return None
+        retriever = self.retriever or self.deep
+        if hasattr(retriever, "candidates"):  # the array form (see models.deep.candidates)
+            return retriever.candidates(list(users), self.params["n_deep"], list(excludes))
+        return retriever.rank_many(list(users), self.params["n_deep"], list(excludes))
+
+    # -- ranking --------------------------------------------------------------------------
+    def rank_many_with_sources(
+        self,
+        users: Sequence[UserContext],
+        k: int = 10,
+        excludes: Sequence[Collection[str]] | None = None,
+        deep_lists: Sequence[Ranked] | None = None,
+    ) -> list[Sourced]:
+        """Top ``k`` per user as ``(item_id, score, source)``; remembers each list as the impression.
+
+        ``deep_lists`` are precomputed deep candidates (see :meth:`deep_candidates`).
+        """
+        if excludes is None:
+            excludes = [frozenset()] * len(users)
+        if len(excludes) != len(users):
+            raise ValueError(f"got {len(excludes)} exclusion sets for {len(users)} users")
+        users, excludes = list(users), list(excludes)
+        top = max(k, self.params["memory_items"], 0)
+        k = max(k, 0)
+        names = self.index.names
+        results: list[Sourced] = []
+        if deep_lists is not None and len(deep_lists) != len(users):
+            raise ValueError(f"got {len(deep_lists)} deep candidate lists for {len(users)} users")
+        for lo, (ku, ki, score, src, X) in self._score_wave(users, excludes, deep_lists):
+            n_users = min(CHUNK_USERS, len(users) - lo)
+            order = np.argsort(-score, kind="stable")
+            order = order[np.argsort(ku[order].astype(np.int16), kind="stable")]
+            cnt = np.bincount(ku, minlength=n_users)
+            starts = np.cumsum(cnt) - cnt
+            rank = np.arange(len(order)) - starts[ku[order]]
+            order = order[rank < top]
+            ends = np.cumsum(np.minimum(cnt, top)).tolist()
+            items_l = ki[order].tolist()
+            score_l = score[order].tolist()
+            src_l = src[order].tolist()
+            rows = X[order].astype(np.float32)
+            a = 0
+            for u in range(n_users):
+                b = ends[u]
+                results.append([(names[i], s, SOURCES[c]) for i, s, c in zip(items_l[a : a + k], score_l[a : a + k], src_l[a : a + k])][: b - a])
+                self._remember(users[lo + u].user_id, tuple(items_l[a:b]), rows[a:b])
+                a = b
+        return results
+
+    def rank_with_sources(self, user: UserContext, k: int = 10, exclude: Collection[str] = frozenset()) -> Sourced:
+        return self.rank_many_with_sources([user], k, [exclude])[0]
+
+    def rank_many(self, users, k=10, excludes=None) -> list[Ranked]:
+        return [[(i, s) for i, s, _ in lst] for lst in self.rank_many_with_sources(users, k, excludes)]
+
+    def rank(self, user: UserContext, k: int = 10, exclude: Collection[str] = frozenset()) -> Ranked:
+        return self.rank_many([user], k, [exclude])[0]
+
+    def predict_one(self, user: UserContext, item_id: str) -> float:
+        """The reranker's score of one item (as :meth:`rank` computes it with no exclusions)."""
+        (_, (_, ki, score, _, _)), = self._score_wave([user], [frozenset()])
+        i = self.index.ids.get(item_id)
+        if i is not None:
+            hit = np.flatnonzero(ki == i)
+            if len(hit):
+                return float(score[hit[0]])
+        # not proposed by any retriever: only item-level and recency features
+        row = [0.0] * F
+        pop = self.popularity
+        if pop.max_count > 0:
+            row[_IDX["pop_all"]] = math.log1p(pop.counts.get(item_id, 0.0)) / math.log1p(pop.max_count)
+        _, top_dec = self._pop_top()
+        if top_dec > 0:
+            row[_IDX["pop_decayed"]] = math.log1p(pop.score(item_id)) / top_dec
+        rec = list(reversed(user.recent_items))
+        if item_id in rec:
+            row[_IDX["in_recent"]] = 1.0
+            row[_IDX["recent_rr"]] = 1.0 / (1 + rec.index(item_id))
+        row[_IDX["shown_before"]] = 1.0 if item_id in user.shown else 0.0
+        return float(np.array(row) @ self._weights())
+
+    # -- learning -------------------------------------------------------------------------
+    def _remember(self, user_id: str, items: tuple[int, ...], rows: np.ndarray) -> None:
+        mem = self.memory
+        mem[user_id] = (items, rows)
+        mem.move_to_end(user_id)
+        if len(mem) > self.params["memory_users"]:
+            mem.popitem(last=False)
+
+    def learn_one(self, user: UserContext, event: Interaction) -> None:
+        weight = EVENT_WEIGHTS.get(event.type)
+        if weight is None:
+            raise ValueError(f"unknown event type {event.type!r}; expected one of {sorted(EVENT_WEIGHTS)}")
+        impression = self.memory.pop(event.user_id, None)
+        if impression is not None:
+            self._learn_impression(impression, event.item_id, user.shown, weight)
+        self.cooccurrence.learn_one(user, event)
+        if self._learn_pop:
+            self.popularity.learn_one(user, event)
+        self.index.learn(user, event)
+        i = self.index.ids[event.item_id]
+        if i >= len(self._counts):
+            self._grow_items()
+        item = event.item_id
+        pop = self.popularity
+        self._counts[i] = pop.counts[item]
+        self._log_scores[i] = pop.log_scores[item]
+        self.n_learned += 1
+
+    def _grow_items(self) -> None:
+        cap = self.index.capacity
+        for name, fill in (("_counts", 0.0), ("_log_scores", -np.inf)):
+            old = getattr(self, name)
+            new = np.full(cap, fill)
+            new[: len(old)] = old
+            setattr(self, name, new)
+
+    def _learn_impression(self, impression, chosen: str, shown: Sequence[str], weight: float) -> None:
+        items, rows = impression
+        ci = self.index.ids.get(chosen)
+        try:
+            pos = items.index(ci)
+        except ValueError:
+            return
+        p = self.params
+        if shown:
+            ids = self.index.ids
+            shown_set = {ids.get(s) for s in shown}
+        else:
+            shown_set = set(items[:10])
+        others = [i for i in range(pos) if items[i] in shown_set][-p["max_skipped"] :] if p["max_skipped"] else []
+        if p["n_sampled"] and len(items) > 1:
+            taken = set(others)
+            taken.add(pos)
+            rest = [i for i in range(len(items)) if i not in taken]
+            if rest:
+                others += self._rng.sample(rest, min(p["n_sampled"], len(rest)))
+        if not others:
+            return
+        diffs = (rows[pos] - rows[others]).tolist()
+        learn = self.model.learn_one
+        for diff in diffs:
+            x = {FEATURES[f]: d for f, d in enumerate(diff) if d != 0.0}
+            if x:
+                learn(x, True, w=weight)
+                self.n_pairs += 1
+
+    @property
+    def version(self) -> int:
+        return self.n_learned
+
+    # -- checkpoint -----------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "params": self.params,
+            "popularity": self.popularity.state(),
+            "cooccurrence": self.cooccurrence.state(),
+            "weights": {str(k): float(v) for k, v in self.model._weights.to_dict().items()},
+            "optimizer_iterations": self.model.optimizer.n_iterations,
+            "n_learned": self.n_learned,
+            "n_pairs": self.n_pairs,
+        }
+
+    @classmethod
+    def from_state(cls, st: dict, deep: Recommender | None = None) -> "OnlineRanker":
+        pop = PopularityRecommender.from_state(st["popularity"])
+        cooc = CooccurrenceRecommender.from_state(st["cooccurrence"], fallback=pop)
+        m = cls(popularity=pop, cooccurrence=cooc, deep=deep, **st["params"])
+        m.model._weights.clear()
+        for feat, w in st["weights"].items():
+            m.model._weights[feat] = w
+        m.model.optimizer.n_iterations = int(st["optimizer_iterations"])
+        m.n_learned = int(st["n_learned"])
+        m.n_pairs = int(st["n_pairs"])
+        return m
+
+    def to_bytes(self) -> bytes:
+        """Weights, counters and retriever state (the deep model is saved by its registry)."""
+        return dump(self.name, self.state())
+
+    @classmethod
+    def from_bytes(cls, data: bytes, deep: Recommender | None = None) -> "OnlineRanker":
+        return cls.from_state(load(data, cls.name), deep=deep)

@@ -1,0 +1,123 @@
+"""Pure functions between the agents and the models: no Faust, no I/O.
+
+>>> from schemas import Event
+>>> from stream_app.core.state import UserState
+>>> ctx = to_context("u-1", UserState(recent=["a", "b"], purchased=["b"]))
+>>> ctx.recent_items, sorted(ctx.purchased)
+(('a', 'b'), ['b'])
+>>> [len(w) for w in split_waves(["u1", "u2", "u1", "u3"], key=lambda u: u)]
+[2, 2]
+>>> split_rounds(["u1", "u2", "u1", "u3", "u1"], key=lambda u: u)
+[[0, 1, 3], [2], [4]]
+>>> live_hit(["x", "y", "z"], "y")
+(1, 0.6309...)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Sequence
+from typing import TypeVar
+
+from models.base import Interaction, UserContext
+from schemas import EVENT_TYPES, Event
+from stream_app.core.state import UserState
+
+T = TypeVar("T")
+_NOTHING: frozenset[str] = frozenset()
+_TYPES_FIXED = tuple(EVENT_TYPES) == ("view", "click", "add_to_cart", "purchase")
+
+
+def to_context(user_id: str, state: UserState) -> UserContext:
+    """The models' view of a user's state."""
+    c = state.counts
+    return UserContext(
+        user_id,
+        tuple(state.recent),
+        frozenset(state.purchased) if state.purchased else _NOTHING,
+        {"view": c[0], "click": c[1], "add_to_cart": c[2], "purchase": c[3]}
+        if len(c) == 4 and _TYPES_FIXED
+        else dict(zip(EVENT_TYPES, c)),
+        tuple(state.shown),
+        state.last_ts,
+    )
+
+
+def to_interaction(event: Event) -> Interaction:
+    return Interaction(event.user_id, event.item_id, event.type, event.ts)
+
+
+def exclusions(ctx: UserContext, event: Event) -> frozenset[str]:
+    """Items never to recommend after ``event``: everything purchased and the item just touched."""
+    return ctx.purchased | {event.item_id}
+
+
+def split_waves(items: Sequence[T], key: Callable[[T], Hashable]) -> list[list[T]]:
+    """Split a batch, keeping order, so that no key appears twice in one wave.
+
+    A user's second event in a batch must see what the first one taught the models, so each
+    wave is learned and ranked before the next starts.
+    """
+    waves: list[list[T]] = []
+    current: list[T] = []
+    seen: set = set()
+    for it in items:
+        k = key(it)
+        if k in seen:
+            waves.append(current)
+            current, seen = [], set()
+        current.append(it)
+        seen.add(k)
+    if current:
+        waves.append(current)
+    return waves
+
+
+def split_rounds(items: Sequence[T], key: Callable[[T], Hashable]) -> list[list[int]]:
+    """Group a batch into rounds of positions: round ``r`` holds every key's ``r``-th item.
+
+    Like :func:`split_waves`, no key appears twice in a round and each key's items keep their
+    order across rounds, but the rounds are as large as they can be (a batch in which every
+    user has two events makes two rounds, however the events interleave).
+    """
+    rounds: list[list[int]] = []
+    seen: dict = {}
+    for pos, it in enumerate(items):
+        k = key(it)
+        r = seen.get(k, 0)
+        seen[k] = r + 1
+        if r == len(rounds):
+            rounds.append([])
+        rounds[r].append(pos)
+    return rounds
+
+
+def live_hit(shown: Sequence[str], item_id: str, k: int = 10) -> tuple[int, float]:
+    """Prequential quality of the list last shown, judged by the user's next item: (hit@k, ndcg@k)."""
+    try:
+        pos = list(shown[:k]).index(item_id)
+    except ValueError:
+        return 0, 0.0
+    return 1, 1.0 / math.log2(pos + 2)
+
+
+def recommendation_message(
+    event: Event,
+    ranked: Sequence[tuple[str, float, str]],
+    model_version: dict,
+    generated_at: float,
+    latency_ms: float,
+    purchase_probability: float | None = None,
+    return_probability: float | None = None,
+) -> dict:
+    """The ``recommendations`` value for one event (see schemas/recommendations.schema.json)."""
+    return {
+        "user_id": event.user_id,
+        "event_id": event.event_id,
+        "items": [{"item_id": i, "score": round(float(s), 6), "source": src} for i, s, src in ranked],
+        "model_version": model_version,
+        "generated_at": generated_at,
+        "latency_ms": round(latency_ms, 3),
+        "purchase_probability": purchase_probability,
+        "return_probability": return_probability,
+    }

@@ -1,0 +1,233 @@
+"""The recommendation pipeline of one worker, free of Faust and Kafka so it is tested on its own.
+
+The scorer hands it one micro-batch at a time: :meth:`Pipeline.prepare` applies the events to
+the users' states in partition order (with :meth:`Pipeline.observe`, the cheap per-user
+estimates that live in the state), then :meth:`Pipeline.score` learns and ranks: for each wave
+(no user twice) the online models learn from the events, then one batched ranking call (one
+forward pass of the deep model) produces every list.
+
+Events whose offset the models have already learned from (a replay after a restart restored from
+a checkpoint) are ranked again but not learned twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from models.base import UserContext
+from models.deep.candidates import select as select_deep
+from models.engagement import PurchasePropensity, ReturnPredictor
+from models.hybrid import HybridRecommender
+from models.retrieval.popularity import PopularityRecommender
+from schemas import Event
+from stream_app.core import logic
+from stream_app.core.live import LiveQuality
+from stream_app.core.state import UserState, apply_event, decode_state, encode_state
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Pending:
+    """One valid event on its way from ingest to a recommendation.
+
+    ``before`` and ``after`` (the user's context around the event) and the two estimates are
+    filled in by :meth:`Pipeline.prepare`, or by the caller.
+    """
+
+    event: Event
+    partition: int
+    offset: int
+    before: UserContext | None = None
+    after: UserContext | None = None
+    received: float = 0.0
+    """``time.perf_counter()`` when the worker took the record."""
+    purchase_probability: float | None = None
+    return_probability: float | None = None
+    handle: Any = None
+    """Whatever the caller needs to acknowledge the record once its recommendation is out."""
+
+
+class Checkpoint(msgspec.Struct):
+    ranker: bytes
+    purchase: bytes
+    returns: bytes
+    ranker_offsets: dict[int, int]
+    observe_offsets: dict[int, int]
+    saved_at: float
+
+
+@dataclass
+class Pipeline:
+    top_k: int = 10
+    return_horizon_s: float = 7 * 86400.0
+    popularity_half_life_s: float = 86400.0
+    ranker: HybridRecommender = field(default=None)  # type: ignore[assignment]
+    purchase: PurchasePropensity = field(default_factory=PurchasePropensity)
+    returns: ReturnPredictor = field(default=None)  # type: ignore[assignment]
+    live: LiveQuality = field(default_factory=LiveQuality)
+    ranker_offsets: dict[int, int] = field(default_factory=dict)
+    observe_offsets: dict[int, int] = field(default_factory=dict)
+    latest_ts: float | None = None
+    """The latest event time seen (the clock of the return horizon)."""
+    deep_pool: int = 4096
+    """Items the deep model retrieves from when serving (its most frequent; 0 = all)."""
+    deep_history: int = 20
+    """Latest items of a user the deep model encodes when serving."""
+
+    def __post_init__(self) -> None:
+        if self.ranker is None:
+            self.ranker = HybridRecommender(popularity=PopularityRecommender(half_life=self.popularity_half_life_s))
+        self.ranker.deep_pool = self.deep_pool
+        self.ranker.deep_history = self.deep_history
+        if self.returns is None:
+            self.returns = ReturnPredictor(horizon=self.return_horizon_s)
+
+    # -- per event, in the ingest agent -------------------------------------------------------
+    def expire_returns(self, max_items: int = 1000) -> int:
+        """Label users whose return horizon has passed (event time), a bounded number per call."""
+        if self.latest_ts is None:
+            return 0
+        return self.returns.expire(self.latest_ts, max_items)
+
+    def observe(self, before: UserContext, event: Event, partition: int, offset: int) -> tuple[float, float]:
+        """Learn the per-user estimates from one event; return (purchase, return) probabilities."""
+        if self.latest_ts is None or event.ts > self.latest_ts:
+            self.latest_ts = event.ts
+        inter = logic.to_interaction(event)
+        if offset > self.observe_offsets.get(partition, -1):
+            self.purchase.learn_one(before, inter)
+            self.returns.learn_one(before, inter)
+            self.observe_offsets[partition] = offset
+        after = before.after(inter)
+        return self.purchase.predict_one(after), self.returns.predict_one(after)
+
+    # -- per micro-batch, in the scorer ---------------------------------------------------------
+    def prepare(
+        self,
+        batch: list[Pending],
+        read: Callable[[int, str], bytes | None],
+        recent_max: int = 50,
+        purchased_max: int = 200,
+    ) -> tuple[dict[tuple[int, str], bytes], int]:
+        """Apply a micro-batch to the users' states, in order; fill in each event's contexts.
+
+        ``read(partition, user_id)`` returns a user's stored state (None for a new user). Returns
+        ``(states, duplicates)``: the encoded new state of every user the batch touched, a user's
+        updates coalesced into one, and the number of events already applied before (replays).
+        A user whose events were all replays is in ``states`` too: writing the state again
+        repairs a changelog that missed it when the worker died between the store and the send.
+        """
+        current: dict[tuple[int, str], UserState] = {}
+        duplicates = 0
+        last_shown = self.live.last_shown
+        for p in batch:
+            ev = p.event
+            user = ev.user_id
+            k = (p.partition, user)
+            st = current.get(k)
+            if st is None:
+                st = decode_state(read(p.partition, user))
+            before = logic.to_context(user, st)
+            purchase_p, return_p = self.observe(before, ev, p.partition, p.offset)
+            new, applied = apply_event(st, ev, p.offset, recent_max, purchased_max)
+            if applied:
+                new.shown = last_shown(user)
+                new.purchase_probability = purchase_p
+                new.return_probability = return_p
+            else:
+                duplicates += 1
+            current[k] = new
+            p.before = before
+            p.after = logic.to_context(user, new)
+            p.purchase_probability = purchase_p
+            p.return_probability = return_p
+        return {k: encode_state(st) for k, st in current.items()}, duplicates
+
+    def score(self, batch: list[Pending]) -> list[dict]:
+        """Learn from and rank a micro-batch; one recommendation message per event, in order.
+
+        The batch is split into rounds (see :func:`stream_app.core.logic.split_rounds`): round ``r``
+        holds every user's ``r``-th event of the batch, so a user's events are learned and ranked
+        in order, each seeing the list its predecessor produced, while every round is ranked in
+        one batched call.  Whether an event is learned is decided in arrival order (offsets only
+        grow through a partition), so reordering never skips one.
+        """
+        out: list[dict] = [None] * len(batch)  # type: ignore[list-item]
+        offsets = self.ranker_offsets
+        fresh: list[bool] = []
+        for p in batch:
+            last = offsets.get(p.partition, -1)
+            fresh.append(p.offset > last)
+            if p.offset > last:
+                offsets[p.partition] = p.offset
+        ranker = self.ranker
+        live = self.live
+        to_interaction = logic.to_interaction
+        all_excludes = [logic.exclusions(p.after, p.event) for p in batch]
+        # the deep model does not learn online: one forward pass serves the whole batch
+        deep_lists = ranker.deep_candidates([p.after for p in batch], all_excludes)
+        for rnd in logic.split_rounds(batch, key=lambda p: p.event.user_id):
+            wave = [batch[i] for i in rnd]
+            for i, p in zip(rnd, wave):
+                live.observe(p.before, p.event)
+                if fresh[i]:
+                    ranker.learn_one(p.before, to_interaction(p.event))
+            users = [p.after for p in wave]
+            excludes = [all_excludes[i] for i in rnd]
+            ranked = ranker.rank_many_with_sources(
+                users, self.top_k, excludes, None if deep_lists is None else select_deep(deep_lists, rnd)
+            )
+            version = self.model_version()
+            now = time.time()
+            done = time.perf_counter()
+            for i, p, items in zip(rnd, wave, ranked):
+                live.shown(p.event.user_id, [item for item, _, _ in items])
+                out[i] = logic.recommendation_message(
+                    p.event, items, version, now, (done - p.received) * 1000.0,
+                    p.purchase_probability, p.return_probability,
+                )
+        return out
+
+    def prepare_deep(self, model):
+        """Build the serving retriever of a newly loaded deep model (call it off the event loop)."""
+        return self.ranker.serving_retriever(model)
+
+    def install_deep(self, model, retriever=None) -> None:
+        """Put a deep model in service: reference assignments only, between batches."""
+        self.ranker.set_deep(model, retriever)
+
+    def model_version(self) -> dict:
+        return {"deep": self.ranker.deep_version, "online": int(self.ranker.version or 0)}
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def checkpoint(self) -> bytes:
+        """A consistent snapshot of the online models and the offsets they have learned."""
+        return msgspec.msgpack.encode(
+            Checkpoint(
+                ranker=self.ranker.to_bytes(),
+                purchase=self.purchase.to_bytes(),
+                returns=self.returns.to_bytes(),
+                ranker_offsets=dict(self.ranker_offsets),
+                observe_offsets=dict(self.observe_offsets),
+                saved_at=time.time(),
+            )
+        )
+
+    def restore(self, data: bytes) -> None:
+        cp = msgspec.msgpack.decode(data, type=Checkpoint)
+        deep, retriever = self.ranker.deep, self.ranker.retriever
+        self.ranker = HybridRecommender.from_bytes(cp.ranker)
+        self.ranker.deep_pool, self.ranker.deep_history = self.deep_pool, self.deep_history
+        if deep is not None:
+            self.ranker.set_deep(deep, retriever)
+        self.purchase = PurchasePropensity.from_bytes(cp.purchase)
+        self.returns = ReturnPredictor.from_bytes(cp.returns)
+        self.ranker_offsets = dict(cp.ranker_offsets)
+        self.observe_offsets = dict(cp.observe_offsets)

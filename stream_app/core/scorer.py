@@ -1,0 +1,133 @@
+"""The scorer: turns queued events into recommendation messages, one micro-batch at a time.
+
+The ingest agent validates each record and queues it here without acknowledging it. This task
+drains the queue one micro-batch at a time: it applies the batch to the users' states (one read
+per user, one coalesced write per user to RocksDB and the changelog, see
+:mod:`stream_app.worker.userstore`), learns and ranks the whole batch in one pass, publishes the
+messages, and only then acknowledges the records, so a crash before publication replays them
+(at-least-once, never lost; state is applied once, by offset).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from schemas import encode
+from stream_app.core import metrics, stats
+from stream_app.core.pipeline import Pending, Pipeline
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[bytes, bytes], Awaitable[Any]]
+Ack = Callable[[Any], Awaitable[Any]]
+DeadLetter = Callable[[Pending, str], Awaitable[Any]]
+
+
+class Scorer:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        batch_max: int = 256,
+        batch_wait_ms: float = 2.0,
+        queue_max: int = 2048,
+        last_max: int = 100_000,
+        store=None,
+        recent_max: int = 50,
+        purchased_max: int = 200,
+    ) -> None:
+        self.pipeline = pipeline
+        self.store = store
+        """A :class:`stream_app.worker.userstore.UserStateStore`; None when the caller prepares batches."""
+        self.recent_max = recent_max
+        self.purchased_max = purchased_max
+        self.batch_max = batch_max
+        self.batch_wait = batch_wait_ms / 1000.0
+        self.queue: asyncio.Queue[Pending] = asyncio.Queue(maxsize=queue_max)
+        self.last: OrderedDict[str, bytes] = OrderedDict()
+        self.last_max = last_max
+        self.sent = 0
+        self.batches = 0
+        self.busy_s = 0.0
+        self.last_output_at = 0.0
+        self.max_gap_s = 0.0
+
+    async def put(self, item: Pending) -> None:
+        await self.queue.put(item)
+
+    def last_recommendation(self, user_id: str) -> bytes | None:
+        return self.last.get(user_id)
+
+    async def _next_batch(self) -> list[Pending]:
+        q = self.queue
+        batch = [await q.get()]
+        for _ in range(2):
+            while len(batch) < self.batch_max and not q.empty():
+                batch.append(q.get_nowait())
+            if len(batch) >= self.batch_max or not self.batch_wait:
+                break
+            await asyncio.sleep(self.batch_wait)
+        return batch
+
+    async def run(self, send: Send, ack: Ack, dead_letter: DeadLetter) -> None:
+        """Loop forever: score a batch, publish it, acknowledge it.
+
+        If a batch fails, each of its events is retried alone; one that still fails goes to the
+        dead-letter topic with the reason, so no event is lost and no partition stalls.
+        """
+        while True:
+            batch = await self._next_batch()
+            metrics.QUEUE.set(self.queue.qsize())
+            try:
+                await self.process(batch, send, ack)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scoring failed for a batch of %d; retrying its events one by one", len(batch))
+                for p in batch:
+                    try:
+                        await self.process([p], send, ack)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        log.exception(
+                            "scoring failed: partition=%d offset=%d user=%s event=%s",
+                            p.partition, p.offset, p.event.user_id, p.event.event_id,
+                        )
+                        await dead_letter(p, f"internal error while scoring: {exc!r}")
+                        await ack(p.handle)
+
+    async def process(self, batch: list[Pending], send: Send, ack: Ack) -> None:
+        t0 = time.perf_counter()
+        if self.store is not None:
+            states, duplicates = self.pipeline.prepare(batch, self.store.read, self.recent_max, self.purchased_max)
+            if duplicates:
+                metrics.DUPLICATES.inc(duplicates)
+            await self.store.write(states)
+        messages = self.pipeline.score(batch)
+        self.busy_s += time.perf_counter() - t0
+        metrics.SCORING.observe(time.perf_counter() - t0)
+        metrics.BATCH_SIZE.observe(len(batch))
+        for p, msg in zip(batch, messages):
+            value = encode(msg)
+            user = p.event.user_id
+            await send(user.encode(), value)
+            self.last[user] = value
+            self.last.move_to_end(user)
+        while len(self.last) > self.last_max:
+            self.last.popitem(last=False)
+        now = time.perf_counter()
+        if self.last_output_at:
+            self.max_gap_s = max(self.max_gap_s, now - self.last_output_at)
+        self.last_output_at = now
+        stats.LATENCIES.extend([now - p.received for p in batch])
+        for p in batch:
+            metrics.LATENCY.observe(now - p.received)
+            await ack(p.handle)
+        self.sent += len(batch)
+        self.batches += 1
+        metrics.RECOMMENDATIONS.inc(len(batch))

@@ -1,0 +1,144 @@
+"""``streamrec demo`` / ``make demo``: the whole system on one machine, stopped by Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from stream_app.settings import Settings
+
+
+def _wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the worker exited with status {proc.returncode}; see its log")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"the worker did not answer on {url} within {timeout:.0f}s")
+
+
+def start_worker(s: Settings, log_path: Path, env_extra: dict | None = None) -> subprocess.Popen:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, **(env_extra or {}))
+    log = open(log_path, "ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "stream_app", "worker"], stdout=log, stderr=subprocess.STDOUT, env=env,
+        start_new_session=True,
+    )
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def train_when_ready(s: Settings, total: int, rate: float, stop: threading.Event) -> None:
+    """Once part of the stream is in, train a deep model (the worker hot-swaps it when promoted)."""
+    wait = min(20.0, 0.3 * total / rate) if rate else 5.0
+    if stop.wait(wait):
+        return
+    print("[demo] training the deep model on the events so far (`streamrec train`) ...", flush=True)
+    log_path = s.data_dir / "demo-train.log"
+    with open(log_path, "ab") as log:
+        done = subprocess.run([sys.executable, "-m", "stream_app", "train", "--epochs", "3", "--no-progress"],
+                              stdout=subprocess.PIPE, stderr=log, env=dict(os.environ))
+    if done.returncode == 0:
+        print(f"[demo] trained: {done.stdout.decode().strip()[:300]}", flush=True)
+        print("[demo] the worker swaps the promoted model in; `source: deep` items follow", flush=True)
+    else:
+        print(f"[demo] training failed (see {log_path}); the worker keeps serving without a deep model",
+              flush=True)
+
+
+def run_demo(s: Settings, dataset: Path | None, fmt: str, events: int, rate: float, keep_running: bool) -> None:
+    from stream_app import broker
+    from stream_app.cli.consume import describe
+    from stream_app.cli.produce import produce_events
+
+    host, port = s.broker_host_port
+    print(f"[demo] starting Kafka on {host}:{port} (first run downloads it from Maven Central) ...", flush=True)
+    topics = s.topic_partitions()
+    was_running = broker.status(host, port, s.kafka_data_dir)["running"]
+    broker.up(host, port, s.kafka_data_dir, s.kafka_cache_dir, topics)
+    worker_log = s.data_dir / "demo-worker.log"
+    print(f"[demo] starting a worker (log: {worker_log}) ...", flush=True)
+    worker = start_worker(s, worker_log)
+    stop = threading.Event()
+    try:
+        _wait_http(f"{s.web_url}/health", 120, worker)
+        print(
+            f"[demo] worker up. Watch it:\n"
+            f"         dashboard        {s.web_url}/dashboard\n"
+            f"         metrics          {s.web_url}/metrics\n"
+            f"         a user's state   {s.web_url}/users/<user_id>/state\n"
+            f"         their last list  {s.web_url}/users/<user_id>/recommendations\n"
+            f"         recommendations  .venv/bin/streamrec consume",
+            flush=True,
+        )
+        if dataset is not None:
+            from stream_app.data.sources import read_events
+
+            source = read_events(dataset, fmt, errors="keep")
+            total = len(source)
+            label = f"{dataset} ({fmt})"
+        else:
+            from stream_app.data.synthetic import generate
+
+            source, total, label = generate(events, n_users=2000, n_items=5000, seed=7), events, "synthetic stream"
+        print(f"[demo] replaying {total} events from {label} at "
+              f"{'full speed' if not rate else f'{rate:.0f} events/s'}; recommendations follow:", flush=True)
+        result: dict = {}
+
+        def feed() -> None:
+            result["out"] = produce_events(source, s.bootstrap, rate=rate, total=total, progress=False,
+                                           kafka_kwargs=s.kafka_client_kwargs(), topic=s.events_topic)
+
+        producer = threading.Thread(target=feed, daemon=True)
+        producer.start()
+        trainer = threading.Thread(target=train_when_ready, args=(s, total, rate, stop), daemon=True)
+        trainer.start()
+        from kafka import KafkaConsumer
+
+        consumer = KafkaConsumer(s.recommendations_topic, bootstrap_servers=s.bootstrap, group_id=None,
+                                 auto_offset_reset="latest", enable_auto_commit=False, consumer_timeout_ms=1000)
+        seen, last_print, started = 0, 0.0, time.monotonic()
+        while not stop.is_set():
+            for record in consumer:
+                seen += 1
+                if time.monotonic() - last_print > 1.0:
+                    last_print = time.monotonic()
+                    print(f"  [{seen:>7} recs] {describe(record.value)}", flush=True)
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker stopped (status {worker.returncode}); see {worker_log}")
+            if not producer.is_alive() and "out" in result:
+                sent, _, secs = result.pop("out")
+                print(f"[demo] stream done: {sent} events in {secs:.1f}s; {seen} recommendations so far "
+                      f"({time.monotonic() - started:.0f}s)", flush=True)
+                if not keep_running:
+                    time.sleep(3)
+                    break
+                print("[demo] still serving; Ctrl-C stops the worker and the broker", flush=True)
+        consumer.close()
+    except KeyboardInterrupt:
+        print("\n[demo] stopping ...", flush=True)
+    finally:
+        stop.set()
+        stop_process(worker)
+        if not was_running:
+            broker.down(s.kafka_data_dir)
+        print("[demo] stopped", flush=True)

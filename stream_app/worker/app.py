@@ -1,0 +1,72 @@
+"""The Faust application: broker, RocksDB store, web server and Kafka security, all from settings."""
+
+from __future__ import annotations
+
+import ssl
+
+import faust
+from faust.auth import SASLCredentials
+
+from stream_app.worker import faust_internals
+from stream_app.settings import Settings, get_settings
+
+
+def _credentials(s: Settings):
+    """Kafka TLS / SASL credentials for Faust, or None for plaintext."""
+    if s.security_protocol == "PLAINTEXT":
+        return None
+    context = None
+    if s.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=str(s.ssl_cafile) if s.ssl_cafile else None)
+        if s.ssl_certfile:
+            context.load_cert_chain(str(s.ssl_certfile), str(s.ssl_keyfile) if s.ssl_keyfile else None)
+    if s.security_protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return SASLCredentials(
+        username=s.sasl_username, password=s.sasl_password, ssl_context=context, mechanism=s.sasl_mechanism
+    )
+
+
+def create_app(s: Settings | None = None) -> faust.App:
+    s = s or get_settings()
+    faust_internals.install([s.events_topic])  # rewind uncommitted partitions; never commit unprocessed events
+    return faust.App(
+        s.app_id,
+        broker=s.broker,
+        broker_credentials=_credentials(s),
+        store="rocksdb://",
+        datadir=str(s.data_dir / "faust"),
+        topic_partitions=s.events_partitions,
+        topic_replication_factor=1,
+        key_serializer="raw",
+        value_serializer="raw",
+        processing_guarantee="at_least_once",
+        table_standby_replicas=s.standby_replicas,
+        broker_session_timeout=s.session_timeout_s,
+        broker_heartbeat_interval=s.heartbeat_interval_s,
+        consumer_group_instance_id=s.instance_id or None,
+        web_host=s.advertised_web_host,
+        web_bind=s.web_bind or s.web_host,
+        canonical_url=f"http://{s.advertised_web_host}:{s.web_port}",
+        web_port=s.web_port,
+        web_in_thread=False,
+        # Serve only the contract's views: no table dumps, no router or debug pages.
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        # Small polls and a roomy stream buffer: Faust stops fetching a partition once the buffer
+        # is 80% full, and the remaining 20% holds several polls, so handing a record to the
+        # stream rarely has to wait for room (a delivery that waits can outlive a rebalance and
+        # hand an old record to the streams after the new assignment has started).
+        broker_max_poll_records=500,
+        stream_buffer_maxsize=8192,
+        producer_linger=s.producer_linger_ms / 1000.0,
+        producer_max_batch_size=256 * 1024,
+    )
+
+
+app = create_app()

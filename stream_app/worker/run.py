@@ -1,0 +1,62 @@
+"""Start a Faust worker of the streamrec app (what ``streamrec worker`` runs)."""
+
+from __future__ import annotations
+
+from stream_app.settings import Settings, get_settings
+
+
+def check_partitions(s: Settings, topics: dict[str, int] | None) -> None:
+    """Refuse to start when the events topic and the state changelog disagree on partitions.
+
+    A user's state lives in the changelog partition numbered like the partition of their
+    events; with different counts every event would fail. ``topics`` is the broker's
+    ``{name: partitions}`` (None when it did not answer: Faust then waits for it).
+
+    >>> s = Settings(events_topic="ev", app_id="g", events_partitions=4)
+    >>> check_partitions(s, {"ev": 4, "g-user_state-changelog": 4})
+    >>> check_partitions(s, {"ev": 1})
+    Traceback (most recent call last):
+    ...
+    stream_app.broker.errors.BrokerError: topic 'ev' has 1 partition(s) but STREAMREC_EVENTS_PARTITIONS is 4; ...
+    """
+    from stream_app.broker.errors import BrokerError
+
+    if not topics:
+        return
+    events = topics.get(s.events_topic)
+    changelog_name = f"{s.app_id}-user_state-changelog"
+    changelog = topics.get(changelog_name)
+    if events is not None and events != s.events_partitions:
+        raise BrokerError(
+            f"topic {s.events_topic!r} has {events} partition(s) but STREAMREC_EVENTS_PARTITIONS is "
+            f"{s.events_partitions}; set STREAMREC_EVENTS_PARTITIONS={events}, or recreate the topic with "
+            f"{s.events_partitions} partitions (`streamrec kafka up` creates the topics before any producer does)"
+        )
+    if changelog is not None and changelog != s.events_partitions:
+        raise BrokerError(
+            f"state changelog {changelog_name!r} has {changelog} partition(s) but the events topic needs "
+            f"{s.events_partitions}; a user's state must live on the partition of their events: use another "
+            f"STREAMREC_APP_ID or delete that changelog (its state is rebuilt from the events only by a replay)"
+        )
+
+
+def run_worker() -> None:
+    import faust
+
+    from stream_app.worker.run import agents  # noqa: F401  (registers agents, tasks and views)
+
+    from stream_app.web.users import users as web
+    from stream_app.web.users import dashboard  # noqa: F401  (the operator dashboard and /api/stats)
+    from stream_app.worker.app import app
+
+    s = get_settings()
+    from stream_app.broker.topics import probe
+
+    check_partitions(s, probe(s.bootstrap, timeout=5.0))
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    # OpenMP threads spin while they wait: on a machine shared with Kafka one thread scores faster
+    torch.set_num_threads(s.torch_threads)
+    worker = faust.Worker(app, loglevel=s.log_level, redirect_stdouts=False)
+    worker.execute_from_commandline()

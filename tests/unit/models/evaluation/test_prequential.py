@@ -1,0 +1,106 @@
+"""Prequential evaluation: the harness itself, and the baselines on real MovieLens data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from models.base import Interaction, UserContext
+from models.retrieval.cooccurrence import CooccurrenceRecommender
+from models.evaluation.prequential import evaluate, read_movielens
+from models.hybrid import HybridRecommender
+from models.evaluation.metrics import hit_at, ndcg_at, rr_at
+from models.rerank.online import OnlineRanker
+from models.retrieval.popularity import PopularityRecommender
+from tests.paths import ROOT, shared_data_dir  # noqa: F401
+
+DATA = Path(os.environ.get("STREAMREC_SHARED_DATA", shared_data_dir()))
+RATINGS = DATA / "movielens-latest-small" / "ratings.csv"
+needs_movielens = pytest.mark.skipif(not RATINGS.exists(), reason=f"MovieLens ratings not found at {RATINGS}")
+
+KEYS = {"hr@10", "ndcg@10", "mrr@20", "coverage", "novelty", "diversity"}
+
+
+def chain_events(n_users: int = 40) -> list[Interaction]:
+    """Every user walks a -> b -> c -> d; a popular distractor z is clicked in between by others."""
+    out, t = [], 0.0
+    for u in range(n_users):
+        for item in "abcd":
+            out.append(Interaction(f"u{u}", item, "click", t))
+            out.append(Interaction(f"z{u}", "z", "click", t + 0.5))
+            t += 1.0
+    return out
+
+
+def test_point_metrics():
+    items = ["a", "b", "c"]
+    assert hit_at(items, "c") == 1.0 and hit_at(items, "c", k=2) == 0.0
+    assert ndcg_at(items, "a") == 1.0 and ndcg_at(items, "b") == pytest.approx(1 / 1.584962500721156)
+    assert rr_at(items, "c") == pytest.approx(1 / 3) and rr_at(items, "q") == 0.0
+
+
+def test_side_by_side_replay_and_options():
+    events = chain_events()
+    systems = {"popularity": PopularityRecommender(), "cooccurrence": CooccurrenceRecommender()}
+    out = evaluate(events, systems, progress=False)
+    assert out["events"] == len(events)
+    for name, metrics in out["systems"].items():
+        assert KEYS <= set(metrics), name
+        assert 0.0 <= metrics["coverage"] <= 1.0 and 0.0 <= metrics["diversity"] <= 1.0
+        assert metrics["evaluated"] == len(events)
+    assert out["systems"]["cooccurrence"]["ndcg@10"] > out["systems"]["popularity"]["ndcg@10"] + 0.1
+    sparse = evaluate(events, {"popularity": PopularityRecommender()}, every=3, warmup=0.5, progress=False)
+    assert sparse["systems"]["popularity"]["evaluated"] == len(range(len(events) // 2, len(events), 3))
+    typed = evaluate(events, {"popularity": PopularityRecommender()}, score_types={"purchase"}, progress=False)
+    assert typed["systems"]["popularity"]["evaluated"] == 0
+    batched = evaluate(events, {"cooccurrence": CooccurrenceRecommender()}, batch_size=8, progress=False)
+    assert batched["systems"]["cooccurrence"]["hr@10"] > 0.5
+    with pytest.raises(ValueError, match="fractional warmup"):
+        evaluate(iter(events), {"p": PopularityRecommender()}, warmup=0.2, progress=False)
+    with pytest.raises(ValueError, match="exclude"):
+        evaluate(events, {"p": PopularityRecommender()}, exclude="nothing", progress=False)
+
+
+def test_retrain_hook_installs_new_deep_model():
+    events = chain_events(10)
+    calls: list[int] = []
+
+    def retrain(history):
+        calls.append(len(history))
+        model = PopularityRecommender(half_life=None)  # a real model standing in as the deep retriever
+        for ev in history:
+            model.learn_one(UserContext.empty(ev.user_id), ev)
+        return model
+
+    hybrid = HybridRecommender()
+    systems = {"hybrid": hybrid, "deep": PopularityRecommender()}
+    out = evaluate(events, systems, retrain_every=20, retrain=retrain, progress=False)
+    assert calls == list(range(20, len(events) + 1, 20))
+    assert isinstance(hybrid.deep, PopularityRecommender) and hybrid.deep.n_events == calls[-1]
+    assert set(out["systems"]) == {"hybrid", "deep"}
+    with pytest.raises(ValueError, match="retrain"):
+        evaluate(events, systems, retrain_every=5, progress=False)
+
+
+def test_read_movielens_rejects_other_files(tmp_path):
+    bad = tmp_path / "x.csv"
+    bad.write_text("user,item\n1,2\n")
+    with pytest.raises(ValueError, match="MovieLens header"):
+        read_movielens(bad)
+
+
+@needs_movielens
+def test_movielens_cooccurrence_and_online_beat_popularity():
+    events = read_movielens(RATINGS, limit=12_000)
+    assert len(events) == 12_000 and all(a.ts <= b.ts for a, b in zip(events, events[1:]))
+    systems = {
+        "popularity": PopularityRecommender(),
+        "cooccurrence": CooccurrenceRecommender(),
+        "online": OnlineRanker(),
+    }
+    out = evaluate(events, systems, every=3, progress=False)
+    ndcg = {name: m["ndcg@10"] for name, m in out["systems"].items()}
+    assert ndcg["cooccurrence"] > 2 * ndcg["popularity"], ndcg
+    assert ndcg["online"] > ndcg["cooccurrence"], ndcg

@@ -1,0 +1,67 @@
+"""The streamrec command: wrong arguments get one line and a non-zero status, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from stream_app.cli.commands import parse_duration
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stream_app", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["produce", "--bogus"], "No such option"),
+        (["produce", "--synthetic", "--format", "csv"], "unknown format"),
+        (["produce"], "either FILE or --synthetic"),
+        (["produce", "--synthetic", "--rate", "-5"], "--rate"),
+        (["produce", "no-such-file.csv", "--format", "movielens"], "no such file"),
+        (["consume", "--max", "many"], "--max"),
+        (["train", "--every", "soon"], "not a duration"),
+        (["train", "--device", "tpu"], "cpu or cuda"),
+        (["eval", "--dataset", "nope.csv", "--format", "movielens", "--out", "x.json"], "nope.csv"),
+        (["frobnicate"], "No such command"),
+        (["model", "promote", "../../etc"], "version"),
+    ],
+)
+def test_bad_arguments_give_one_line(args, needle, tmp_path):
+    r = run(*args, env={"STREAMREC_DATA_DIR": str(tmp_path)})
+    assert r.returncode != 0
+    err = r.stderr.strip()
+    assert "Traceback" not in r.stderr
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("streamrec: error:")
+    assert needle.lower() in err.lower()
+
+
+def test_bad_setting_gives_one_line():
+    r = run("kafka", "status", env={"STREAMREC_WEB_PORT": "not-a-port"})
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("streamrec: error: bad setting STREAMREC_WEB_PORT")
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_broker_is_explained(tmp_path):
+    r = run("produce", "--synthetic", "-n", "5", "--no-progress",
+            env={"STREAMREC_BROKER": "kafka://127.0.0.1:9", "STREAMREC_DATA_DIR": str(tmp_path)})
+    assert r.returncode == 1
+    assert "streamrec kafka up" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_help_lists_the_commands():
+    r = run("--help")
+    assert r.returncode == 0
+    for cmd in ("kafka", "worker", "produce", "consume", "train", "model", "eval", "demo"):
+        assert cmd in r.stdout
+
+
+def test_parse_duration():
+    assert parse_duration("90s") == 90 and parse_duration("1.5h") == 5400
