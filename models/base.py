@@ -83,10 +83,10 @@ class UserContext:
     """Time of the user's latest event, or None for a new user."""
 
     @classmethod
-    def empty(cls, user_id: str) -> "UserContext":
+    def empty(cls, user_id: str) -> UserContext:
         return cls(user_id=user_id)
 
-    def after(self, event: Interaction, max_recent: int = 50) -> "UserContext":
+    def after(self, event: Interaction, max_recent: int = 50) -> UserContext:
         """The context once ``event`` is applied (pure; used by evaluation and tests)."""
         recent = (self.recent_items + (event.item_id,))[-max_recent:]
         purchased = self.purchased | {event.item_id} if event.type == "purchase" else self.purchased

@@ -16,11 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from models.base import Recommender
-from models.retrieval.cooccurrence import CooccurrenceRecommender
 from models.hybrid import HybridRecommender
 from models.rerank.online import OnlineRanker
+from models.retrieval.cooccurrence import CooccurrenceRecommender
 from models.retrieval.popularity import PopularityRecommender
-
 
 MODELS: dict[str, Callable[[], Recommender]] = {
     "popularity": PopularityRecommender,

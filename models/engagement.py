@@ -121,7 +121,7 @@ class PurchasePropensity(_UserProbability):
         return dump(self.kind, self._model_state())
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "PurchasePropensity":
+    def from_bytes(cls, data: bytes) -> PurchasePropensity:
         st = load(data, cls.kind)
         m = cls(lr=st["lr"], l2=st["l2"])
         m._restore_model(st)
@@ -186,7 +186,7 @@ class ReturnPredictor(_UserProbability):
         return dump(self.kind, st)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "ReturnPredictor":
+    def from_bytes(cls, data: bytes) -> ReturnPredictor:
         st = load(data, cls.kind)
         m = cls(horizon=st["horizon"], max_pending=st["max_pending"], lr=st["lr"], l2=st["l2"])
         m._restore_model(st)

@@ -53,7 +53,7 @@ class HybridRecommender(OnlineRanker):
         return None if self.deep is None else self.deep.version
 
     @classmethod
-    def from_bytes(cls, data: bytes, deep: Recommender | None = None) -> "HybridRecommender":
+    def from_bytes(cls, data: bytes, deep: Recommender | None = None) -> HybridRecommender:
         m = cls.from_state(load(data, cls.name))
         m.set_deep(deep)
         return m  # type: ignore[return-value]

@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from schemas import event_from_dict  # noqa: E402
-from stream_app.core.logic import to_context  # noqa: E402
-from stream_app.core.pipeline import Pending, Pipeline  # noqa: E402
-from stream_app.core.state import UserState, apply_event  # noqa: E402
-from stream_app.data.synthetic import generate  # noqa: E402
+from schemas import event_from_dict
+from stream_app.core.logic import to_context
+from stream_app.core.pipeline import Pending, Pipeline
+from stream_app.core.state import UserState, apply_event
+from stream_app.data.synthetic import generate
 
 
 def random_deep(n_items: int, dim: int):

@@ -19,12 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from models.base import Interaction  # noqa: E402
-from models.deep.train import TrainConfig, check_device, train  # noqa: E402
-from models.deep.holdout import _split, _windows  # noqa: E402
-from stream_app.data.synthetic import generate  # noqa: E402
+from models.base import Interaction
+from models.deep.holdout import _split, _windows
+from models.deep.train import TrainConfig, check_device, train
+from stream_app.data.synthetic import generate
 
 
 def main(argv: list[str] | None = None) -> int:

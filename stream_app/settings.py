@@ -151,4 +151,4 @@ def env_name(field: str) -> str:
     return "STREAMREC_" + field.upper()
 
 
-__all__ = ["Settings", "get_settings", "env_name"]
+__all__ = ["Settings", "env_name", "get_settings"]

@@ -30,7 +30,7 @@ from models.base import Ranked
 class DeepCandidates:
     """Top-k per user: ``positions[u, r]`` indexes ``items``; ``scores[u, r]`` is ``-inf`` past the end."""
 
-    __slots__ = ("items", "positions", "scores", "counts")
+    __slots__ = ("counts", "items", "positions", "scores")
 
     def __init__(self, items: Sequence[str], positions: np.ndarray, scores: np.ndarray) -> None:
         self.items = items
@@ -41,7 +41,7 @@ class DeepCandidates:
     def __len__(self) -> int:
         return len(self.positions)
 
-    def take(self, rows: Sequence[int]) -> "DeepCandidates":
+    def take(self, rows: Sequence[int]) -> DeepCandidates:
         rows = np.asarray(rows, np.int64)
         return DeepCandidates(self.items, self.positions[rows], self.scores[rows])
 

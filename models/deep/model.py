@@ -51,7 +51,7 @@ class Vocabulary:
     ([2, 1], 2, 'x')
     """
 
-    __slots__ = ("items", "index")
+    __slots__ = ("index", "items")
 
     def __init__(self, items: Iterable[str]):
         self.items: list[str] = list(items)

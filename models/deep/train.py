@@ -48,8 +48,8 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Tens
 from tqdm import tqdm
 
 from models.base import Interaction
+from models.deep.holdout import _check_events, _sequences, _Split, _split, _windows, evaluate
 from models.deep.model import DeepRecommender, SequenceModel, Vocabulary
-from models.deep.holdout import _check_events, _sequences, _split, _Split, _windows, evaluate  # noqa: F401
 
 
 @dataclass
@@ -109,7 +109,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
+    def from_dict(cls, data: dict) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:

@@ -44,7 +44,7 @@ SOURCES = ("deep", "cooccurrence", "popularity")
 """Where a candidate came from, by the index ``candidate_features`` returns."""
 
 
-def candidate_features(r: "OnlineRanker", users: Sequence[UserContext], excludes: Sequence[Collection[str]],
+def candidate_features(r: OnlineRanker, users: Sequence[UserContext], excludes: Sequence[Collection[str]],
                        deep_lists: Sequence[Ranked] | None = None):
     """``(user row, item id, source, feature rows)`` of every candidate of ``users`` for ranker ``r``.
 

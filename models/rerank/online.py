@@ -43,12 +43,12 @@ import numpy as np
 from river import linear_model, optim
 
 from models.base import EVENT_WEIGHTS, Interaction, Ranked, Recommender, UserContext
-from models.retrieval.candidates import CHUNK_USERS, CandidateIndex
 from models.checkpoint import dump, load
 from models.deep.candidates import select as select_deep
+from models.rerank.features import FEATURES, SOURCES, F, candidate_features
+from models.retrieval.candidates import CHUNK_USERS, CandidateIndex
 from models.retrieval.cooccurrence import CooccurrenceRecommender
 from models.retrieval.popularity import PopularityRecommender
-from models.rerank.features import FEATURES, SOURCES, F, candidate_features
 
 _IDX = {name: i for i, name in enumerate(FEATURES)}
 PRIOR: dict[str, float] = {"cooc_rr": 1.0, "cooc_rel": 0.5, "pop_rr": 0.3, "deep_rr": 1.0, "deep_rel": 0.3}
@@ -325,7 +325,7 @@ class OnlineRanker(Recommender):
         }
 
     @classmethod
-    def from_state(cls, st: dict, deep: Recommender | None = None) -> "OnlineRanker":
+    def from_state(cls, st: dict, deep: Recommender | None = None) -> OnlineRanker:
         pop = PopularityRecommender.from_state(st["popularity"])
         cooc = CooccurrenceRecommender.from_state(st["cooccurrence"], fallback=pop)
         m = cls(popularity=pop, cooccurrence=cooc, deep=deep, **st["params"])
@@ -342,5 +342,5 @@ class OnlineRanker(Recommender):
         return dump(self.name, self.state())
 
     @classmethod
-    def from_bytes(cls, data: bytes, deep: Recommender | None = None) -> "OnlineRanker":
+    def from_bytes(cls, data: bytes, deep: Recommender | None = None) -> OnlineRanker:
         return cls.from_state(load(data, cls.name), deep=deep)

@@ -178,7 +178,7 @@ class CooccurrenceRecommender(Recommender):
         }
 
     @classmethod
-    def from_state(cls, st: dict, fallback: PopularityRecommender | None = None) -> "CooccurrenceRecommender":
+    def from_state(cls, st: dict, fallback: PopularityRecommender | None = None) -> CooccurrenceRecommender:
         fb = fallback if fallback is not None else PopularityRecommender.from_state(st["fallback"])
         m = cls(fallback=fb, **st["params"])
         m.neighbors = {str(a): {str(b): float(w) for b, w in d.items()} for a, d in st["neighbors"].items()}
@@ -190,5 +190,5 @@ class CooccurrenceRecommender(Recommender):
         return dump(self.name, self.state())
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "CooccurrenceRecommender":
+    def from_bytes(cls, data: bytes) -> CooccurrenceRecommender:
         return cls.from_state(load(data, cls.name))

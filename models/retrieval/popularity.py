@@ -168,7 +168,7 @@ class PopularityRecommender(Recommender):
         }
 
     @classmethod
-    def from_state(cls, st: dict) -> "PopularityRecommender":
+    def from_state(cls, st: dict) -> PopularityRecommender:
         m = cls(half_life=st["half_life"], top_n=st["top_n"])
         m.log_scores = {str(k): float(v) for k, v in st["log_scores"].items()}
         m.counts = {str(k): float(v) for k, v in st["counts"].items()}
@@ -184,5 +184,5 @@ class PopularityRecommender(Recommender):
         return dump(self.name, self.state())
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "PopularityRecommender":
+    def from_bytes(cls, data: bytes) -> PopularityRecommender:
         return cls.from_state(load(data, cls.name))

@@ -30,7 +30,7 @@ from .errors import BrokerError
 from .jars import KAFKA_VERSION, ensure_jars, file_lock
 from .topics import ensure_topics, probe, validate_topics
 
-__all__ = ["BrokerError", "KAFKA_VERSION", "down", "ensure_jars", "ensure_topics", "status", "up"]
+__all__ = ["KAFKA_VERSION", "BrokerError", "down", "ensure_jars", "ensure_topics", "status", "up"]
 
 
 def _loopback(host: str) -> str:

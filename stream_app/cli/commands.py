@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Optional
 
 import orjson
 import typer
@@ -40,19 +39,20 @@ def register(cli: typer.Typer, model_cli: typer.Typer, user_error: type[Exceptio
 
     @cli.command("train")
     def train(
-        input_file: Optional[Path] = typer.Option(None, "--input", help="train on this file instead of the events topic"),
+        input_file: Path | None = typer.Option(None, "--input", help="train on this file instead of the events topic"),
         fmt: str = typer.Option("jsonl", "--format", "-f", help="format of --input"),
-        every: Optional[str] = typer.Option(None, "--every", help="retrain periodically, e.g. 15m (Ctrl-C stops)"),
+        every: str | None = typer.Option(None, "--every", help="retrain periodically, e.g. 15m (Ctrl-C stops)"),
         epochs: int = typer.Option(10, "--epochs", min=1),
         dim: int = typer.Option(64, "--dim", min=8),
         max_events: int = typer.Option(0, "--max-events", help="train on the newest N events (0 = all)", min=0),
-        device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)"),
+        device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when present)"),
         tolerance: float = typer.Option(0.01, "--tolerance", help="promote if NDCG@10 >= current - tolerance"),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
         """Train the deep model on the event log and promote it if it is at least as good."""
         from models.deep.registry import Registry
-        from models.deep.train import TrainConfig, check_device, train as train_model
+        from models.deep.train import TrainConfig, check_device
+        from models.deep.train import train as train_model
 
         _check_format(fmt)
         period = parse_duration(every) if every else None
@@ -98,7 +98,7 @@ def register(cli: typer.Typer, model_cli: typer.Typer, user_error: type[Exceptio
     @cli.command("eval")
     def eval_cmd(
         out: Path = typer.Option(..., "--out", help="where to write the JSON result"),
-        dataset: Optional[Path] = typer.Option(None, "--dataset", help="dataset file (ratings.csv, events.csv, ...)"),
+        dataset: Path | None = typer.Option(None, "--dataset", help="dataset file (ratings.csv, events.csv, ...)"),
         fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl | movielens | retailrocket | otto | taobao"),
         synthetic: int = typer.Option(0, "--synthetic", help="evaluate on N synthetic events instead of a file",
                                       min=0),
@@ -109,8 +109,8 @@ def register(cli: typer.Typer, model_cli: typer.Typer, user_error: type[Exceptio
         every: int = typer.Option(1, "--every", help="score every n-th event (all are learned)", min=1),
         half_life: float = typer.Option(0.0, "--half-life", help="popularity half-life in seconds (0 = no decay)",
                                         min=0),
-        device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda for retraining"),
-        markdown: Optional[Path] = typer.Option(None, "--markdown", help="also append a Markdown table here"),
+        device: str | None = typer.Option(None, "--device", help="cpu or cuda for retraining"),
+        markdown: Path | None = typer.Option(None, "--markdown", help="also append a Markdown table here"),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
         """Prequential evaluation of popularity, cooccurrence, online, deep and hybrid in one replay."""
@@ -187,14 +187,14 @@ def register(cli: typer.Typer, model_cli: typer.Typer, user_error: type[Exceptio
     def bench(
         out: Path = typer.Option(..., "--out", help="where to write the JSON report"),
         quick: bool = typer.Option(False, "--quick", help="tiny sizes (a smoke run of about a minute)"),
-        items: Optional[str] = typer.Option(None, "--items",
+        items: str | None = typer.Option(None, "--items",
                                             help="catalogue sizes, comma separated (default 10000,50000,100000)"),
-        events: Optional[int] = typer.Option(None, "--events", "-n", help="backlog events per catalogue"),
-        users: Optional[int] = typer.Option(None, "--users", help="synthetic users"),
+        events: int | None = typer.Option(None, "--events", "-n", help="backlog events per catalogue"),
+        users: int | None = typer.Option(None, "--users", help="synthetic users"),
         skip_naive: bool = typer.Option(False, "--skip-naive", help="do not measure the per-event pipeline"),
         skip_ceiling: bool = typer.Option(False, "--skip-ceiling", help="do not measure the passthrough ceiling"),
         skip_swap: bool = typer.Option(False, "--skip-swap", help="do not measure a hot swap under load"),
-        profile: Optional[Path] = typer.Option(None, "--profile", metavar="<dir>",
+        profile: Path | None = typer.Option(None, "--profile", metavar="<dir>",
                                                help="record each drain worker with py-spy into this folder"),
         workers: int = typer.Option(1, "--workers", min=1, max=16,
                                     help="worker processes in the group (one per core is typical)"),
@@ -235,7 +235,7 @@ def register(cli: typer.Typer, model_cli: typer.Typer, user_error: type[Exceptio
         soak_s: float = typer.Option(600.0, "--soak-s", min=1, help="soak length in seconds (70% load)"),
         burst_s: float = typer.Option(60.0, "--burst-s", min=1, help="burst length in seconds (10x rate)"),
         quick: bool = typer.Option(False, "--quick", help="short versions (3 crashes, 20 s soak, 10 s burst)"),
-        only: Optional[str] = typer.Option(None, "--only", help="comma-separated subset of "
+        only: str | None = typer.Option(None, "--only", help="comma-separated subset of "
                                            "crash,broker,fuzz,models,soak"),
         notes: str = typer.Option("", "--notes", help="a paragraph added to the report"),
         membership: str = typer.Option("dynamic", "--membership",

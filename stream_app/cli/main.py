@@ -7,9 +7,7 @@ down, file missing, bad format) gets one line and exit status 1. No tracebacks.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
-from typing import Optional
 
 import click
 import typer
@@ -99,7 +97,7 @@ def worker() -> None:
 # -- produce / consume ----------------------------------------------------------------------------
 @cli.command("produce")
 def produce(
-    file: Optional[Path] = typer.Argument(None, help="events file to replay (sorted by time)"),
+    file: Path | None = typer.Argument(None, help="events file to replay (sorted by time)"),
     fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl | movielens | retailrocket | otto | taobao"),
     rate: float = typer.Option(0.0, "--rate", help="events per second (0 = as fast as possible)", min=0),
     synthetic: bool = typer.Option(False, "--synthetic", help="generate a synthetic stream instead of a file"),
@@ -141,7 +139,7 @@ def produce(
 
 @cli.command("consume")
 def consume(
-    topic: Optional[str] = typer.Option(None, "--topic", help="topic to read (default: recommendations)"),
+    topic: str | None = typer.Option(None, "--topic", help="topic to read (default: recommendations)"),
     json_out: bool = typer.Option(False, "--json", help="print each message as JSON"),
     max_messages: int = typer.Option(0, "--max", help="stop after this many messages (0 = never)", min=0),
     idle: float = typer.Option(0.0, "--idle-timeout", help="stop after this many seconds without a message", min=0),
@@ -158,7 +156,7 @@ def consume(
 # -- demo -----------------------------------------------------------------------------------------
 @cli.command("demo")
 def demo(
-    dataset: Optional[Path] = typer.Option(None, "--dataset", help="replay this file instead of a synthetic stream"),
+    dataset: Path | None = typer.Option(None, "--dataset", help="replay this file instead of a synthetic stream"),
     fmt: str = typer.Option("movielens", "--format", "-f", help="format of --dataset"),
     events: int = typer.Option(20_000, "--events", "-n", help="synthetic events to send", min=1),
     rate: float = typer.Option(500.0, "--rate", help="events per second (0 = as fast as possible)", min=0),

@@ -166,7 +166,7 @@ def _stream(n_events, n_users, n_items, n_tastes, seed, start_ts, new_item_rate,
                 rel = related[prev]
                 item = rel[int(len(rel) * rand() ** 2)]
             else:
-                if prev >= 0 and r > P_RELATED + P_TASTE or prev < 0 and r < 1.0 - P_TASTE - P_RELATED:
+                if (prev >= 0 and r > P_RELATED + P_TASTE) or (prev < 0 and r < 1.0 - P_TASTE - P_RELATED):
                     other = _skewed(n_tastes, rand())
                     if rand() < P_DRIFT:
                         s[2] = other

@@ -16,10 +16,10 @@ from pathlib import Path
 import orjson
 
 from models.base import Interaction, Ranked, Recommender, UserContext
-from models.retrieval.cooccurrence import CooccurrenceRecommender
 from models.evaluation.prequential import evaluate
 from models.hybrid import HybridRecommender
 from models.rerank.online import OnlineRanker
+from models.retrieval.cooccurrence import CooccurrenceRecommender
 from models.retrieval.popularity import PopularityRecommender
 
 log = logging.getLogger(__name__)

@@ -188,7 +188,7 @@ class WorkerProc:
     def changelog(self) -> str:
         return f"{self.app_id}-user_state-changelog"
 
-    def start(self, wait: float = 120.0) -> "WorkerProc":
+    def start(self, wait: float = 120.0) -> WorkerProc:
         """Start the process and wait until ``/health`` answers (stopped and an error if it does not)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:

@@ -24,17 +24,16 @@ from pathlib import Path
 
 import aiohttp
 import orjson
-
 from faust.sensors import Sensor
 from faust.web import View
 
 from stream_app.core import metrics
+from stream_app.core.stats import LATENCIES, LatencyReservoir, Reading, StatsCollector, percentile
+from stream_app.settings import get_settings
+from stream_app.web.users import authorized
 from stream_app.worker.agents import pipeline, scorer, watcher
 from stream_app.worker.app import app
-from stream_app.settings import get_settings
-from stream_app.core.stats import LATENCIES, LatencyReservoir, Reading, StatsCollector, percentile
 from stream_app.worker.topics import events_topic
-from stream_app.web.users import authorized
 
 log = logging.getLogger(__name__)
 settings = get_settings()
@@ -233,7 +232,7 @@ async def _fetch_summary(session: aiohttp.ClientSession, url: str, headers: dict
                 return {"url": url, "ok": False, "error": f"HTTP {resp.status}"}
             data = orjson.loads(await resp.read())
             return {**data, "url": url, "ok": True}
-    except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError, OSError) as exc:
+    except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError, OSError) as exc:
         return {"url": url, "ok": False, "error": type(exc).__name__ + (f": {exc}" if str(exc) else "")}
 
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 import hmac
 from functools import wraps
 
+from faust.web import View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from faust.web import View
-
 from stream_app.core import metrics
+from stream_app.core.state import decode_state
+from stream_app.settings import get_settings
 from stream_app.worker.agents import scorer
 from stream_app.worker.app import app
-from stream_app.settings import get_settings
-from stream_app.core.state import decode_state
 from stream_app.worker.tables import user_state
 
 settings = get_settings()

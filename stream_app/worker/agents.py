@@ -16,12 +16,12 @@ from faust.types.tuples import Message
 
 from schemas import InvalidEvent, decode_event
 from stream_app.core import metrics
-from stream_app.worker.app import app
-from stream_app.worker.checkpoints import CheckpointStore
-from stream_app.worker.readback import OffsetTracker, fetch_range, start_offsets
 from stream_app.core.pipeline import Pending, Pipeline
 from stream_app.core.scorer import Scorer
 from stream_app.settings import get_settings
+from stream_app.worker.app import app
+from stream_app.worker.checkpoints import CheckpointStore
+from stream_app.worker.readback import OffsetTracker, fetch_range, start_offsets
 from stream_app.worker.swap import ModelWatcher
 from stream_app.worker.tables import user_state
 from stream_app.worker.topics import DLQ, RECOMMENDATIONS, events_topic

@@ -7,8 +7,8 @@ import ssl
 import faust
 from faust.auth import SASLCredentials
 
-from stream_app.worker import faust_internals
 from stream_app.settings import Settings, get_settings
+from stream_app.worker import faust_internals
 
 
 def _credentials(s: Settings):

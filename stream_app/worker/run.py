@@ -43,11 +43,9 @@ def check_partitions(s: Settings, topics: dict[str, int] | None) -> None:
 def run_worker() -> None:
     import faust
 
-    from stream_app.worker.run import agents  # noqa: F401  (registers agents, tasks and views)
-
-    from stream_app.web.users import users as web
     from stream_app.web.users import dashboard  # noqa: F401  (the operator dashboard and /api/stats)
     from stream_app.worker.app import app
+    from stream_app.worker.run import agents  # noqa: F401  (registers agents, tasks and views)
 
     s = get_settings()
     from stream_app.broker.topics import probe

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from stream_app.worker.app import app
 from stream_app.settings import get_settings
+from stream_app.worker.app import app
 
 _s = get_settings()
 

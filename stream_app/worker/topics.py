@@ -6,8 +6,8 @@ can be changed through settings, e.g. to run several isolated pipelines on one c
 
 from __future__ import annotations
 
-from stream_app.worker.app import app
 from stream_app.settings import get_settings
+from stream_app.worker.app import app
 
 _s = get_settings()
 EVENTS = _s.events_topic

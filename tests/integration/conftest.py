@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from stream_app import broker
-from stream_app.ops.testbed import ROOT, Pipeline, WorkerProc
+from stream_app.ops.testbed import Pipeline, WorkerProc
 
 KAFKA_PORT = int(os.environ.get("STREAMREC_TEST_KAFKA_PORT", "39092"))
 CACHE = Path.home() / ".cache" / "streamrec" / "kafka"

@@ -9,13 +9,13 @@ import uuid
 
 os.environ.setdefault("STREAMREC_DATA_DIR", tempfile.mkdtemp(prefix="streamrec-gaps-"))
 
-import orjson  # noqa: E402
-import pytest  # noqa: E402
+import orjson
+import pytest
 
-from stream_app import broker  # noqa: E402
-from stream_app.worker.readback import OffsetTracker, fetch_range, start_offsets  # noqa: E402
-from stream_app.core.state import decode_state  # noqa: E402
-from stream_app.ops.testbed import producer  # noqa: E402
+from stream_app import broker
+from stream_app.core.state import decode_state
+from stream_app.ops.testbed import producer
+from stream_app.worker.readback import OffsetTracker, fetch_range, start_offsets
 
 pytestmark = pytest.mark.integration
 

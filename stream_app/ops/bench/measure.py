@@ -55,7 +55,7 @@ class Collector:
     _thread: threading.Thread | None = None
     error: BaseException | None = None
 
-    def start(self) -> "Collector":
+    def start(self) -> Collector:
         """Assign every partition and start reading; raises if the topic does not exist."""
         ready = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run(ready)), name=f"collect-{self.topic}",
@@ -146,7 +146,7 @@ def percentiles(ms: list[float] | np.ndarray) -> dict:
         return {"p50_ms": None, "p90_ms": None, "p99_ms": None, "p999_ms": None, "max_ms": None, "n": 0}
     q = np.percentile(a, [50, 90, 99, 99.9])
     return {"p50_ms": round(float(q[0]), 3), "p90_ms": round(float(q[1]), 3), "p99_ms": round(float(q[2]), 3),
-            "p999_ms": round(float(q[3]), 3), "max_ms": round(float(a.max()), 3), "n": int(len(a))}
+            "p999_ms": round(float(q[3]), 3), "max_ms": round(float(a.max()), 3), "n": len(a)}
 
 
 def max_gap(times_s: list[float] | np.ndarray) -> float:
@@ -271,7 +271,7 @@ def state_sizes(bootstrap: str, topic: str, timeout: float = 60.0) -> dict:
     if not len(sizes):
         return {"users": 0, "state_bytes_per_user": None}
     keys = np.array([len(k) for k in latest], dtype=np.float64)
-    return {"users": int(len(sizes)), "state_bytes_per_user": round(float(sizes.mean()), 1),
+    return {"users": len(sizes), "state_bytes_per_user": round(float(sizes.mean()), 1),
             "state_bytes_p99": round(float(np.percentile(sizes, 99)), 1),
             "state_bytes_max": int(sizes.max()),
             "key_bytes_per_user": round(float(keys.mean()), 1)}

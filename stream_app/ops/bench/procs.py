@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from stream_app.settings import Settings
 from stream_app.ops.testbed import ROOT, TopicNames, WorkerProc, peak_rss, worker_env
+from stream_app.settings import Settings
 
 __all__ = ["ROOT", "BenchGroup", "BenchWorker", "Names", "delete_topics", "spawn_passthrough", "train_model"]
 
@@ -95,14 +95,14 @@ class BenchGroup:
             self.workers = [BenchWorker(settings, names, root, f"{name}-{i + 1}", group=name, **env)
                             for i in range(n)]
 
-    def start(self) -> "BenchGroup":
+    def start(self) -> BenchGroup:
         """Start every worker at once (one group join, not one rebalance per worker)."""
         errors: list[BaseException] = []
 
         def go(w: BenchWorker) -> None:
             try:
                 w.start()
-            except BaseException as exc:  # noqa: BLE001 - reported below
+            except BaseException as exc:
                 errors.append(exc)
 
         threads = [threading.Thread(target=go, args=(w,)) for w in self.workers]

@@ -45,7 +45,7 @@ class SuiteConfig:
     """Consumer group membership of the crashed worker: dynamic, or static (STREAMREC_INSTANCE_ID)."""
     quick: bool = False
 
-    def resolved(self) -> "SuiteConfig":
+    def resolved(self) -> SuiteConfig:
         """With ``quick``, the short sizes (explicitly smaller values are kept)."""
         if not self.quick:
             return self

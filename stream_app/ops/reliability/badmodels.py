@@ -13,8 +13,8 @@ marker file must never appear, and the good model must still rank after every at
 from __future__ import annotations
 
 import asyncio
-import json
 import hashlib
+import json
 import math
 import os
 import pickle

@@ -19,10 +19,16 @@ from pathlib import Path
 
 import orjson
 
-from stream_app.ops.reliability.harness import (
-    Feeder, Topics, WorkerProc, compare_state, expected_counts, read_records, wait_for_ids,
-)
 from stream_app.core.stats import percentile
+from stream_app.ops.reliability.harness import (
+    Feeder,
+    Topics,
+    WorkerProc,
+    compare_state,
+    expected_counts,
+    read_records,
+    wait_for_ids,
+)
 
 Log = Callable[[str], None]
 REBALANCE_LINE = "Executing _on_partitions_assigned"

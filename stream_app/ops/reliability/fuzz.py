@@ -23,7 +23,14 @@ from pathlib import Path
 import orjson
 
 from stream_app.ops.reliability.harness import (
-    Topics, WorkerProc, compare_state, expected_counts, make_event, produce, read_records, wait_for_ids,
+    Topics,
+    WorkerProc,
+    compare_state,
+    expected_counts,
+    make_event,
+    produce,
+    read_records,
+    wait_for_ids,
 )
 
 KINDS = ("malformed_json", "wrong_types", "nan_inf", "non_utf8", "empty", "oversized", "missing_field",

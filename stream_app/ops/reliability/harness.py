@@ -24,8 +24,8 @@ from pathlib import Path
 import orjson
 
 from schemas import EVENT_TYPES
-from stream_app.ops.testbed import TEST_SETTINGS, TopicNames, WorkerProc as _Worker
-from stream_app.ops.testbed import produce, producer, read_records, worker_env
+from stream_app.ops.testbed import TEST_SETTINGS, TopicNames, produce, producer, read_records, worker_env
+from stream_app.ops.testbed import WorkerProc as _Worker
 
 __all__ = ["Feeder", "LagProbe", "Topics", "WorkerProc", "compare_state", "expected_counts", "make_event",
            "produce", "read_records", "recommended_ids", "slope", "wait_for_ids"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from stream_app.ops.reliability.crash import REBALANCE_LINE, _wait_scored
+from stream_app.ops.reliability.crash import REBALANCE_LINE
 from stream_app.ops.reliability.harness import Feeder, LagProbe, Topics, WorkerProc, slope
 
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 import os
 import pickle
+import re
 import shutil
-from pathlib import Path
 
 import pytest
 import torch

@@ -15,7 +15,7 @@ import torch
 from models.base import Interaction, UserContext
 from models.deep.registry import Registry
 from models.deep.train import TrainConfig, main, read_jsonl_events, train
-from tests.paths import ROOT, shared_data_dir  # noqa: F401
+from tests.paths import ROOT, shared_data_dir
 
 torch.set_num_threads(2)
 

@@ -8,8 +8,8 @@ import time
 import numpy as np
 
 from models.base import Interaction, UserContext
-from models.retrieval.cooccurrence import CooccurrenceRecommender
 from models.rerank.online import OnlineRanker
+from models.retrieval.cooccurrence import CooccurrenceRecommender
 from models.retrieval.popularity import PopularityRecommender
 from schemas import Event
 from stream_app.core.logic import split_rounds, to_context

@@ -9,9 +9,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from stream_app.core.state import decode_state
 from stream_app.worker import agents
 from stream_app.worker.readback import OffsetTracker
-from stream_app.core.state import decode_state
 
 
 class Recorder:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
+from schemas import Event
 from stream_app.core.pipeline import Pending, Pipeline
 from stream_app.core.state import decode_state
 from stream_app.worker.userstore import DictTable, UserStateStore
-from schemas import Event
 
 
 class Backend(DictTable):
