@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install demo test test-unit test-integration bench reliability eval browser kafka-up kafka-down clean
+.PHONY: install demo lint test test-unit test-integration bench reliability eval browser kafka-up kafka-down clean
 
 install: $(STAMP)
 
@@ -27,7 +27,12 @@ browser:
 demo: install
 	$(BIN)/streamrec demo
 
-test: install browser
+# ruff (lint and import order) and mypy (strict, over stream_app, models and schemas), pinned in the test extra
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: install browser lint
 	$(BIN)/python -m pytest -m "not slow"
 
 test-unit: install

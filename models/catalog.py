@@ -1,9 +1,9 @@
-"""Every ranking model by name, as zero-argument factories.
+"""Every ranking model by name: classes whose constructors need no arguments.
 
-The contract suite (``tests/unit/test_models_contract.py``) runs over all of them.  The deep
-model is not listed: it cannot be built without a trained network and its vocabulary (see
-:mod:`models.deep.model` and :mod:`models.deep.registry`); the contract suite checks ``"hybrid"`` with a
-small real deep retriever installed instead.
+The checks of :mod:`models.checks` run over all of them, in the variants each model declares
+with ``check_params()``.  The deep model is not listed: it cannot be built without a trained
+network and its vocabulary (see :mod:`models.deep.model` and :mod:`models.deep.registry`); the
+checks run ``"hybrid"`` with a small real deep retriever installed instead (``hybrid(deep)``).
 
 >>> sorted(MODELS)
 ['cooccurrence', 'hybrid', 'online', 'popularity']
@@ -13,15 +13,13 @@ small real deep retriever installed instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from models.base import Recommender
 from models.hybrid import HybridRecommender
 from models.rerank.online import OnlineRanker
 from models.retrieval.cooccurrence import CooccurrenceRecommender
 from models.retrieval.popularity import PopularityRecommender
 
-MODELS: dict[str, Callable[[], Recommender]] = {
+MODELS: dict[str, type[Recommender]] = {
     "popularity": PopularityRecommender,
     "cooccurrence": CooccurrenceRecommender,
     "online": OnlineRanker,

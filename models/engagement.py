@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
 
 from river import linear_model, optim
 
 from models.base import Interaction, UserContext
 from models.checkpoint import dump, load
+from models.linear import set_weights, weights_of
 
 _TYPES = ("view", "click", "add_to_cart", "purchase")
 
@@ -78,25 +81,26 @@ class _UserProbability:
         self.n_learned = 0
 
     def _proba(self, x: dict[str, float]) -> float:
-        return float(self.model.predict_proba_one(x)[True])
+        predict: Callable[[dict[str, float]], dict[bool, float]] = self.model.predict_proba_one  # River: untyped
+        return float(predict(x)[True])
 
     def _fit(self, x: dict[str, float], y: bool) -> None:
         self.model.learn_one(x, y)
         self.n_learned += 1
 
-    def _model_state(self) -> dict:
+    def _model_state(self) -> dict[str, Any]:
         return {
             "lr": self.lr,
             "l2": self.l2,
-            "weights": {str(k): float(v) for k, v in self.model._weights.to_dict().items()},
+            "weights": weights_of(self.model),
             "intercept": float(self.model.intercept),
             "optimizer_iterations": self.model.optimizer.n_iterations,
             "n_learned": self.n_learned,
         }
 
-    def _restore_model(self, st: dict) -> None:
-        for k, v in st["weights"].items():
-            self.model._weights[k] = v
+    def restore_model(self, st: dict[str, Any]) -> None:
+        """Set the model's weights and counters from a checkpoint's state (see ``_model_state``)."""
+        set_weights(self.model, st["weights"])
         self.model.intercept = st["intercept"]
         self.model.optimizer.n_iterations = int(st["optimizer_iterations"])
         self.n_learned = int(st["n_learned"])
@@ -124,7 +128,7 @@ class PurchasePropensity(_UserProbability):
     def from_bytes(cls, data: bytes) -> PurchasePropensity:
         st = load(data, cls.kind)
         m = cls(lr=st["lr"], l2=st["l2"])
-        m._restore_model(st)
+        m.restore_model(st)
         return m
 
 
@@ -189,7 +193,7 @@ class ReturnPredictor(_UserProbability):
     def from_bytes(cls, data: bytes) -> ReturnPredictor:
         st = load(data, cls.kind)
         m = cls(horizon=st["horizon"], max_pending=st["max_pending"], lr=st["lr"], l2=st["l2"])
-        m._restore_model(st)
+        m.restore_model(st)
         for u, t, x in st["pending"]:
             m.pending[u] = (float(t), {str(k): float(v) for k, v in x.items()})
         return m

@@ -19,9 +19,15 @@ range-normalized, so weights learned with one deep model stay meaningful for the
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, cast
+
 from models.base import Recommender
 from models.checkpoint import load
 from models.rerank.online import OnlineRanker
+
+if TYPE_CHECKING:
+    from models.deep.model import DeepRecommender
 
 
 class HybridRecommender(OnlineRanker):
@@ -40,7 +46,7 @@ class HybridRecommender(OnlineRanker):
         if hasattr(model, "user_vectors") and hasattr(model, "vocab_items"):
             from models.deep.retriever import HeadRetriever
 
-            return HeadRetriever(model, self.deep_pool, self.deep_history)
+            return HeadRetriever(cast("DeepRecommender", model), self.deep_pool, self.deep_history)
         return model
 
     def set_deep(self, model: Recommender | None, retriever: Recommender | None = None) -> None:
@@ -53,7 +59,25 @@ class HybridRecommender(OnlineRanker):
         return None if self.deep is None else self.deep.version
 
     @classmethod
+    def check_params(cls) -> Iterator[dict[str, Any]]:
+        """Without a deep model, and with a small untrained one over the items of the check stream."""
+        yield {}
+        try:
+            import torch
+
+            from models.deep.model import DeepRecommender, SequenceModel, Vocabulary
+        except ImportError:  # torch missing: the deep variant cannot be built
+            return
+        from models.datasets import synthetic_items
+
+        items = synthetic_items()
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            net = SequenceModel(n_items=len(items), dim=8, layers=1, heads=1, max_len=8)
+        yield {"deep": DeepRecommender(net, Vocabulary(items), version="check-1")}
+
+    @classmethod
     def from_bytes(cls, data: bytes, deep: Recommender | None = None) -> HybridRecommender:
         m = cls.from_state(load(data, cls.name))
         m.set_deep(deep)
-        return m  # type: ignore[return-value]
+        return m

@@ -1,6 +1,6 @@
 """Typed records for the topics, validated with msgspec (compiled once, a few microseconds a message).
 
-The JSON Schema files beside this module are the published contract; ``tests/unit/test_schemas.py``
+The JSON Schema files beside this module are the published contract; ``tests/unit/schemas/test_records.py``
 checks that these records accept and refuse the same messages as the schema files.
 
 >>> ev = decode_event(b'{"event_id":"e-1","user_id":"u-1","item_id":"i-1","type":"click","ts":1.5}')
@@ -16,7 +16,7 @@ Object missing required field `user_id`
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -28,7 +28,14 @@ EventType = Literal["view", "click", "add_to_cart", "purchase"]
 
 
 class InvalidEvent(ValueError):
-    """An event that breaks the contract; the message is the readable reason sent to the DLQ."""
+    """An event that breaks the contract; the message is the readable reason sent to the DLQ.
+
+    ``kind`` classifies it: ``empty``, ``too_large``, ``malformed_json``, ``schema`` or ``bad_key``.
+    """
+
+    def __init__(self, reason: str, kind: str = "schema") -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 class Event(msgspec.Struct, frozen=True, gc=False):
@@ -78,21 +85,21 @@ def _check_numbers(ev: Event) -> Event:
 def decode_event(raw: bytes | bytearray | memoryview | None) -> Event:
     """Parse and validate one raw ``events`` value; raise :class:`InvalidEvent` with the reason."""
     if raw is None:
-        raise InvalidEvent("empty value (tombstone): an event must be a JSON object")
+        raise InvalidEvent("empty value (tombstone): an event must be a JSON object", "empty")
     if len(raw) > MAX_EVENT_BYTES:
-        raise InvalidEvent(f"message of {len(raw)} bytes is over the {MAX_EVENT_BYTES}-byte limit")
+        raise InvalidEvent(f"message of {len(raw)} bytes is over the {MAX_EVENT_BYTES}-byte limit", "too_large")
     if not raw:
-        raise InvalidEvent("empty value: an event must be a JSON object")
+        raise InvalidEvent("empty value: an event must be a JSON object", "empty")
     try:
         ev = _event_decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise InvalidEvent(str(exc)) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # msgspec raises the latter for bad UTF-8 in a string
-        raise InvalidEvent(f"not valid UTF-8 JSON: {exc}") from None
+        raise InvalidEvent(f"not valid UTF-8 JSON: {exc}", "malformed_json") from None
     return _check_numbers(ev)
 
 
-def event_from_dict(data: dict) -> Event:
+def event_from_dict(data: dict[str, Any]) -> Event:
     """Validate an event given as a Python dict (used by producers before sending)."""
     try:
         ev = msgspec.convert(data, Event)
@@ -101,7 +108,7 @@ def event_from_dict(data: dict) -> Event:
     ev = _check_numbers(ev)
     size = len(_encoder.encode(data))
     if size > MAX_EVENT_BYTES:
-        raise InvalidEvent(f"message of {size} bytes is over the {MAX_EVENT_BYTES}-byte limit")
+        raise InvalidEvent(f"message of {size} bytes is over the {MAX_EVENT_BYTES}-byte limit", "too_large")
     return ev
 
 

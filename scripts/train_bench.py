@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from models.base import Interaction
-from models.deep.holdout import _split, _windows
+from models.deep.data import split, windows
 from models.deep.train import TrainConfig, check_device, train
 from stream_app.data.synthetic import generate
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         epochs = a.cpu_epochs if d == "cpu" and a.cpu_epochs else a.epochs
         cfg = TrainConfig(dim=a.dim, layers=a.layers, epochs=epochs, batch_size=a.batch_size,
                           amp=d.endswith("-bf16"), seed=0)
-        n_windows = len(_windows(_split(events, cfg).train_seqs, cfg.max_len, cfg.window_stride)[0])
+        n_windows = len(windows(split(events, cfg).train_seqs, cfg.max_len, cfg.window_stride)[0])
         t1 = time.perf_counter()
         res = train(events, cfg, device=d.removesuffix("-bf16"), progress=False)
         wall = time.perf_counter() - t1

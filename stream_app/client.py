@@ -11,34 +11,55 @@ deliberate way around that (tests, fuzzing, replaying rejected rows for the dead
 >>> with RecommendationConsumer("127.0.0.1:9092", idle_timeout_s=5) as recs:  # doctest: +SKIP
 ...     for rec in recs:
 ...         print(rec.user_id, [item.item_id for item in rec.items])
+
+On a secured cluster pass the connection (TLS / SASL options included) instead of an address:
+
+>>> from stream_app.settings import get_settings
+>>> producer = EventProducer(connection=get_settings().kafka_connection())  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 from typing import Any, Literal
 
 import msgspec
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 from kafka.producer.future import FutureRecordMetadata
 
 from schemas import InvalidEvent, Recommendation, decode_recommendation, encode, event_from_dict
+from stream_app.kafka import KafkaConnection, kafka_consumer, kafka_producer
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
 
-def _bootstrap(bootstrap: str) -> str:
-    """Accept Faust-style ``kafka://host:port`` too; kafka-python wants ``host:port``."""
-    return ",".join(part.strip().removeprefix("kafka://") for part in bootstrap.split(","))
+def _connection(bootstrap: str | None, connection: KafkaConnection | None) -> KafkaConnection:
+    """The connection to use: ``connection`` (at ``bootstrap`` if that is given too), else plaintext.
+
+    Faust-style ``kafka://host:port`` is accepted too.
+
+    >>> _connection(None, None).bootstrap
+    '127.0.0.1:9092'
+    >>> _connection("kafka://h:9093", KafkaConnection("a:1", security_protocol="SSL")).bootstrap
+    'h:9093'
+    """
+    if connection is None:
+        return KafkaConnection(bootstrap or DEFAULT_BOOTSTRAP)
+    if bootstrap is None:
+        return connection
+    return dataclasses.replace(connection, bootstrap=bootstrap)
 
 
 class EventProducer:
     """Send contract events to the ``events`` topic (key = user_id, value = compact JSON).
 
-    Extra keyword arguments go to ``kafka.KafkaProducer`` (e.g. ``linger_ms``, ``acks``).
+    ``connection`` carries the brokers and their TLS / SASL options (see :mod:`stream_app.kafka`);
+    ``bootstrap`` alone means plaintext to that address, and with ``connection`` it replaces the
+    connection's address. Extra keyword arguments go to ``kafka.KafkaProducer`` (e.g. ``linger_ms``, ``acks``).
 
     >>> p = EventProducer("127.0.0.1:9092", topic="events", linger_ms=5)  # doctest: +SKIP
     >>> p.send({"event_id": "e-1"})                                        # doctest: +SKIP
@@ -46,14 +67,15 @@ class EventProducer:
     schemas.records.InvalidEvent: Object missing required field `user_id`
     """
 
-    def __init__(self, bootstrap: str = DEFAULT_BOOTSTRAP, topic: str = "events", **kafka_kwargs: Any):
+    def __init__(self, bootstrap: str | None = None, topic: str = "events", *,
+                 connection: KafkaConnection | None = None, **kafka_kwargs: Any):
         self.topic = topic
         kafka_kwargs.setdefault("acks", "all")
         kafka_kwargs.setdefault("linger_ms", 5)
-        self._producer = KafkaProducer(bootstrap_servers=_bootstrap(bootstrap), **kafka_kwargs)
+        self._producer = kafka_producer(_connection(bootstrap, connection), **kafka_kwargs)
         self.sent = 0
 
-    def send(self, event: dict) -> FutureRecordMetadata:
+    def send(self, event: dict[str, Any]) -> FutureRecordMetadata:
         """Validate ``event`` and send it; returns the kafka-python future of the record.
 
         Raises :class:`schemas.InvalidEvent` (nothing is sent) if the event breaks the contract.
@@ -68,7 +90,7 @@ class EventProducer:
         return future
 
     def send_raw(
-        self, key: bytes | None, value: bytes | None, *, topic: str | None = None, headers: list | None = None
+        self, key: bytes | None, value: bytes | None, *, topic: str | None = None, headers: list[tuple[str, bytes]] | None = None
     ) -> FutureRecordMetadata:
         """Send bytes as they are, with no validation (to exercise the dead-letter path)."""
         future = self._producer.send(topic or self.topic, key=key, value=value, headers=headers)
@@ -100,7 +122,7 @@ class RecommendationConsumer:
     for new messages; with ``idle_timeout_s`` it ends after that long without one.
     A message that is not a valid recommendation raises ``ValueError`` naming its
     topic/partition/offset (``errors="raise"``), or is logged and counted in ``invalid``
-    (``errors="skip"``).
+    (``errors="skip"``). ``bootstrap`` and ``connection`` work as for :class:`EventProducer`.
 
     >>> c = RecommendationConsumer("127.0.0.1:9092", idle_timeout_s=2.0)  # doctest: +SKIP
     >>> [rec.user_id for rec in c.poll(timeout=1.0)]                       # doctest: +SKIP
@@ -109,11 +131,12 @@ class RecommendationConsumer:
 
     def __init__(
         self,
-        bootstrap: str = DEFAULT_BOOTSTRAP,
+        bootstrap: str | None = None,
         topic: str = "recommendations",
         group_id: str | None = None,
         from_beginning: bool = True,
         *,
+        connection: KafkaConnection | None = None,
         idle_timeout_s: float | None = None,
         errors: Literal["raise", "skip"] = "raise",
         **kafka_kwargs: Any,
@@ -125,8 +148,8 @@ class RecommendationConsumer:
         self.invalid = 0
         if idle_timeout_s is not None:
             kafka_kwargs.setdefault("consumer_timeout_ms", int(idle_timeout_s * 1000))
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=_bootstrap(bootstrap),
+        self._consumer = kafka_consumer(
+            _connection(bootstrap, connection),
             group_id=group_id,
             auto_offset_reset="earliest" if from_beginning else "latest",
             enable_auto_commit=group_id is not None,

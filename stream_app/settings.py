@@ -10,12 +10,16 @@ Nothing else in the code base reads the environment.
 
 from __future__ import annotations
 
+import dataclasses
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stream_app.kafka import KafkaConnection, SaslMechanism, SecurityProtocol
 
 
 class Settings(BaseSettings):
@@ -27,10 +31,10 @@ class Settings(BaseSettings):
     events_topic: str = Field("events", min_length=1, description="topic of incoming events")
     recommendations_topic: str = Field("recommendations", min_length=1, description="topic of recommendations")
     dlq_topic: str = Field("events-dlq", min_length=1, description="dead-letter topic of invalid events")
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-512"
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
     sasl_username: str | None = None
-    sasl_password: str | None = None
+    sasl_password: SecretStr | None = Field(None, description="shown as '**********' in logs and reprs")
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
@@ -121,23 +125,18 @@ class Settings(BaseSettings):
             self.dlq_topic: 1,
         }
 
-    def kafka_client_kwargs(self) -> dict:
-        """Security options in kafka-python / aiokafka spelling (empty for plaintext)."""
-        kw: dict = {}
-        if self.security_protocol != "PLAINTEXT":
-            kw["security_protocol"] = self.security_protocol
-        if self.security_protocol in ("SSL", "SASL_SSL"):
-            for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-                value = getattr(self, key)
-                if value is not None:
-                    kw[key] = str(value)
-        if self.security_protocol.startswith("SASL"):
-            kw.update(
-                sasl_mechanism=self.sasl_mechanism,
-                sasl_plain_username=self.sasl_username,
-                sasl_plain_password=self.sasl_password,
-            )
-        return kw
+    def kafka_connection(self, bootstrap: str | None = None) -> KafkaConnection:
+        """The Kafka connection these settings describe: every Kafka client is built on it.
+
+        ``bootstrap`` replaces the brokers' address (same TLS / SASL options).
+
+        >>> Settings(broker="kafka://127.0.0.1:9999").kafka_connection().bootstrap
+        '127.0.0.1:9999'
+        >>> Settings().kafka_connection("kafka://10.1.1.1:9092").bootstrap
+        '10.1.1.1:9092'
+        """
+        conn = KafkaConnection.from_settings(self)
+        return dataclasses.replace(conn, bootstrap=bootstrap) if bootstrap else conn
 
 
 @lru_cache(maxsize=1)
@@ -151,4 +150,37 @@ def env_name(field: str) -> str:
     return "STREAMREC_" + field.upper()
 
 
-__all__ = ["Settings", "env_name", "get_settings"]
+_CONNECTION_FIELDS = ("broker", "security_protocol", "sasl_mechanism", "sasl_username", "sasl_password",
+                      "ssl_cafile", "ssl_certfile", "ssl_keyfile")
+
+
+def env_with_connection(conn: KafkaConnection, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default: this process's environment) with the ``STREAMREC_*`` Kafka variables set to ``conn``.
+
+    For child processes that read their settings: they then reach Kafka exactly as ``conn`` does.
+    The result holds the SASL password in clear, as the environment of such a child must.
+
+    >>> env = env_with_connection(KafkaConnection("h:9093", security_protocol="SSL"), {"STREAMREC_SSL_KEYFILE": "k"})
+    >>> sorted(env.items())
+    [('STREAMREC_BROKER', 'kafka://h:9093'), ('STREAMREC_SASL_MECHANISM', 'SCRAM-SHA-512'), ('STREAMREC_SECURITY_PROTOCOL', 'SSL')]
+    >>> Settings(_env_file=None, **{k.removeprefix("STREAMREC_").lower(): v for k, v in env.items()}).kafka_connection() == KafkaConnection("h:9093", security_protocol="SSL")
+    True
+    """
+    env = dict(os.environ if base is None else base)
+    for name in _CONNECTION_FIELDS:
+        env.pop(env_name(name), None)
+    env[env_name("broker")] = ",".join(f"kafka://{hp}" for hp in conn.bootstrap.split(","))
+    env[env_name("security_protocol")] = conn.security_protocol
+    env[env_name("sasl_mechanism")] = conn.sasl_mechanism
+    if conn.sasl_username is not None:
+        env[env_name("sasl_username")] = conn.sasl_username
+    if conn.sasl_password is not None:
+        env[env_name("sasl_password")] = conn.sasl_password.get_secret_value()
+    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        value = getattr(conn, name)
+        if value is not None:
+            env[env_name(name)] = str(value)
+    return env
+
+
+__all__ = ["Settings", "env_name", "env_with_connection", "get_settings"]

@@ -23,8 +23,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from models.base import Ranked
+
+PoolCache = dict[int, tuple[Sequence[str], NDArray[np.int64]]]
+"""Per item pool (keyed by ``id``): the pool and the reranker id of each of its items."""
 
 
 class DeepCandidates:
@@ -32,7 +36,7 @@ class DeepCandidates:
 
     __slots__ = ("counts", "items", "positions", "scores")
 
-    def __init__(self, items: Sequence[str], positions: np.ndarray, scores: np.ndarray) -> None:
+    def __init__(self, items: Sequence[str], positions: ArrayLike, scores: ArrayLike) -> None:
         self.items = items
         self.positions = np.asarray(positions, np.int64)
         self.scores = np.asarray(scores, np.float64)
@@ -42,8 +46,8 @@ class DeepCandidates:
         return len(self.positions)
 
     def take(self, rows: Sequence[int]) -> DeepCandidates:
-        rows = np.asarray(rows, np.int64)
-        return DeepCandidates(self.items, self.positions[rows], self.scores[rows])
+        at = np.asarray(rows, np.int64)
+        return DeepCandidates(self.items, self.positions[at], self.scores[at])
 
     def lists(self) -> list[Ranked]:
         """The same candidates as ``(item_id, score)`` lists (the :class:`Recommender` form)."""
@@ -52,14 +56,18 @@ class DeepCandidates:
                 for pos, sc, n in zip(self.positions.tolist(), self.scores.tolist(), self.counts.tolist())]
 
 
-def select(deep: DeepCandidates | Sequence[Ranked], rows: Sequence[int]):
+def select(deep: DeepCandidates | Sequence[Ranked], rows: Sequence[int]) -> DeepCandidates | list[Ranked]:
     """The candidates of ``rows`` (either form)."""
     if isinstance(deep, DeepCandidates):
         return deep.take(rows)
     return [deep[i] for i in rows]
 
 
-def entries(deep: DeepCandidates | Sequence[Ranked], intern: Callable[[str], int], cache: dict):
+Entries = tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]
+"""Candidate entries: user row, item id, rank in the user's list, relative score."""
+
+
+def entries(deep: DeepCandidates | Sequence[Ranked], intern: Callable[[str], int], cache: PoolCache) -> Entries:
     """Candidate entries ``(user row, item id, rank, relative score)`` as int64/float arrays.
 
     The relative score is ``(s - lowest) / (highest - lowest)`` within a user's list. ``cache``
@@ -91,8 +99,11 @@ def entries(deep: DeepCandidates | Sequence[Ranked], intern: Callable[[str], int
     return u.astype(np.int64), pool_ids[deep.positions[valid]], r.astype(np.int64), rel[valid]
 
 
-def _entries_from_lists(deep_lists: Sequence[Ranked], intern: Callable[[str], int]):
-    du, di, dr, drel = [], [], [], []
+def _entries_from_lists(deep_lists: Sequence[Ranked], intern: Callable[[str], int]) -> Entries:
+    du: list[int] = []
+    di: list[int] = []
+    dr: list[int] = []
+    drel: list[float] = []
     for u, lst in enumerate(deep_lists):
         if not lst:
             continue

@@ -103,6 +103,9 @@ class SequenceModel(nn.Module):
     torch.Size([3, 5, 8])
     """
 
+    causal: torch.Tensor
+    """The causal attention mask, ``[max_len, max_len]`` (a buffer, not saved)."""
+
     def __init__(
         self, n_items: int, dim: int = 64, layers: int = 2, heads: int = 2,
         max_len: int = 50, dropout: float = 0.2,
@@ -136,7 +139,8 @@ class SequenceModel(nn.Module):
         pos = torch.arange(length, device=seqs.device)
         x = self.item_emb(seqs) * math.sqrt(self.dim) + self.pos_emb(pos)
         x = self.encoder(self.drop(x), mask=self.causal[:length, :length], is_causal=True)
-        return self.norm(x)
+        out: torch.Tensor = self.norm(x)
+        return out
 
     def last_states(self, seqs: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         """``forward(seqs)[row, last[row]]`` for every row, ``[batch, dim]``, for serving.
@@ -175,13 +179,14 @@ class SequenceModel(nn.Module):
         o = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=visible[:, None, None, :])
         y = x[rows, last] + attn.out_proj(o.reshape(len(seqs), d))
         y = y + top.linear2(top.activation(top.linear1(top.norm2(y))))
-        return self.norm(y)
+        out: torch.Tensor = self.norm(y)
+        return out
 
     def item_matrix(self) -> torch.Tensor:
         """Embeddings of the real items, ``[n_items, dim]`` (row ``j`` is index ``j + 1``)."""
         return self.item_emb.weight[1:]
 
-    def config(self) -> dict:
+    def config(self) -> dict[str, int]:
         """The shape-defining hyperparameters (what an artifact's manifest records)."""
         return {"n_items": self.n_items, "dim": self.dim, "layers": self.layers,
                 "heads": self.heads, "max_len": self.max_len}
@@ -265,7 +270,8 @@ class DeepRecommender(Recommender):
         seqs, last = encode_batch(self._histories(users), self.model.max_len)
         seqs = seqs[:, : int(last.max()) + 1]  # causal: trailing padding is never read
         if self.model.training:
-            return self.model(seqs)[torch.arange(len(users)), last]
+            hidden: torch.Tensor = self.model(seqs)
+            return hidden[torch.arange(len(users)), last]
         return self.model.last_states(seqs, last)
 
     @torch.inference_mode()

@@ -92,7 +92,7 @@ def _read_plain(path: Path, limit: int = MAX_ARTIFACT_BYTES) -> bytes:
         return fh.read()
 
 
-def _sort_key(version: str) -> tuple:
+def _sort_key(version: str) -> tuple[int, str, int]:
     m = _STAMP_RE.match(version)
     return (0, m.group(1), int(m.group(2))) if m else (1, version, 0)
 
@@ -218,7 +218,7 @@ class Registry:
         return best is None or ndcg >= float(best) - tolerance
 
     # ---- reading -----------------------------------------------------------
-    def manifest(self, version: str) -> dict:
+    def manifest(self, version: str) -> dict[str, Any]:
         """The parsed manifest of a version (names and symlinks checked, contents not verified)."""
         path = self._dir(version) / "manifest.json"
         try:
@@ -229,7 +229,7 @@ class Registry:
             raise ArtifactError(f"manifest of {version} does not name version {version}")
         return data
 
-    def list(self) -> list[dict]:
+    def list(self) -> list[dict[str, Any]]:
         """Every version, oldest first: ``{version, created_at, metrics, current, error?}``."""
         cur = self.current()
         out = []

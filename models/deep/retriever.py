@@ -28,12 +28,13 @@ import torch
 
 from models.base import Interaction, Ranked, Recommender, UserContext
 from models.deep.candidates import DeepCandidates
+from models.deep.model import DeepRecommender
 
 
 class HeadRetriever(Recommender):
     name = "deep"
 
-    def __init__(self, deep, pool_size: int = 4096, history: int = 20) -> None:
+    def __init__(self, deep: DeepRecommender, pool_size: int = 4096, history: int = 20) -> None:
         self.deep = deep
         self.history = max(1, int(history))
         items = deep.vocab_items()
@@ -47,7 +48,7 @@ class HeadRetriever(Recommender):
             self.matrix = deep.model.item_matrix()[rows].clone()
 
     @property
-    def version(self):
+    def version(self) -> str | None:
         return self.deep.version
 
     def learn_one(self, user: UserContext, event: Interaction) -> None:
@@ -58,11 +59,13 @@ class HeadRetriever(Recommender):
         return [u if len(u.recent_items) <= h else replace(u, recent_items=u.recent_items[-h:]) for u in users]
 
     @torch.inference_mode()
-    def _top(self, users: Sequence[UserContext], k: int, excludes: Sequence[Collection[str]] | None):
+    def _top(self, users: Sequence[UserContext], k: int,
+             excludes: Sequence[Collection[str]] | None) -> torch.return_types.topk:
         """Top-``k`` scores and pool positions per user (``-inf`` where fewer items remain)."""
         scores = self.deep.user_vectors(self._trimmed(users)) @ self.matrix.T
         if excludes is not None:
-            rows, cols = [], []
+            rows: list[int] = []
+            cols: list[int] = []
             get = self.position.get
             for r, ex in enumerate(excludes):
                 for item in ex:

@@ -37,9 +37,10 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -48,73 +49,12 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Tens
 from tqdm import tqdm
 
 from models.base import Interaction
-from models.deep.holdout import _check_events, _sequences, _Split, _split, _windows, evaluate
+from models.deep.config import TrainConfig
+from models.deep.data import Split, check_events, sequences, split, windows
+from models.deep.holdout import evaluate
 from models.deep.model import DeepRecommender, SequenceModel, Vocabulary
 
-
-@dataclass
-class TrainConfig:
-    """Hyperparameters of one training run (stored in the artifact manifest)."""
-
-    dim: int = 64
-    layers: int = 2
-    heads: int = 2
-    max_len: int = 50
-    """Positions read per user (start token + last ``max_len - 1`` items); match the serving history."""
-    dropout: float = 0.3
-    epochs: int = 10
-    """At most this many epochs (fewer when early stopping ends training)."""
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    negatives: int = 0
-    """Shared uniform negatives per batch; 0 (or >= catalogue size) means the full softmax."""
-    label_smoothing: float = 0.0
-    window_stride: int = 10
-    """Training windows end every this many items of a sequence (0 or >= max_len: no overlap)."""
-    holdout_fraction: float = 0.1
-    min_item_count: int = 1
-    """Items seen fewer times in the training part are left out of the vocabulary."""
-    collapse_repeats: bool = True
-    exclude_seen: bool = True
-    """Evaluation: never count an item the user already interacted with as a recommendation."""
-    max_eval_users: int = 20000
-    max_eval_targets: int = 10000
-    """Holdout targets scored (a seeded sample when there are more)."""
-    patience: int = 0
-    """Early stopping: evaluate after every epoch and stop after this many epochs without a better
-    holdout NDCG@10, keeping the best epoch's weights; 0 trains all ``epochs``."""
-    refit_full: bool = False
-    """After the holdout run, train a fresh model on every event (holdout included) for the
-    best epoch count, so the served model knows the newest items; metrics stay the holdout run's."""
-    seed: int = 0
-    amp: bool = False
-    """On CUDA, run the forward pass under bfloat16 autocast (weights and optimiser stay float32);
-    ignored on CPU."""
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.holdout_fraction < 1.0:
-            raise ValueError("holdout_fraction must be strictly between 0 and 1")
-        for name in ("dim", "layers", "heads", "epochs", "batch_size", "min_item_count"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
-        if self.max_len < 2:
-            raise ValueError("max_len must be >= 2 (one start position and one item)")
-        if self.negatives < 0 or self.window_stride < 0 or self.patience < 0 or self.max_eval_targets < 1 or self.max_eval_users < 1:
-            raise ValueError("negatives, window_stride and patience must be >= 0, max_eval_targets and max_eval_users >= 1")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError("label_smoothing must be in [0, 1)")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown training config keys: {sorted(unknown)}")
-        return cls(**data)
+__all__ = ["CHECK_EVERY", "TrainConfig", "TrainResult", "check_device", "evaluate", "main", "read_jsonl_events", "train"]
 
 
 @dataclass
@@ -198,7 +138,7 @@ def check_device(device: str | None) -> torch.device:
 
 
 def train(
-    events: Iterable[Interaction] | list,
+    events: Iterable[Interaction],
     config: TrainConfig | None = None,
     device: str | None = None,
     progress: bool = True,
@@ -226,72 +166,104 @@ CHECK_EVERY = 50
 """Training steps between reads of the running loss (a host-device sync on CUDA)."""
 
 
-def _check_loss(mean: float, epoch: int, bar) -> None:
+def _check_loss(mean: float, epoch: int, bar: tqdm[Any] | None) -> None:
     if not math.isfinite(mean):
         raise FloatingPointError(f"training loss became {mean} at epoch {epoch + 1}; lower lr")
     if bar is not None:
         bar.set_postfix(loss=f"{mean:.4f}")
 
 
-def _fit(
-    model: SequenceModel, seqs: Sequence[list[int]], cfg: TrainConfig, epochs: int, dev: torch.device,
-    progress: bool, distributed: bool, rank: int, split: _Split | None = None,
-) -> tuple[list[float], list[dict[str, float]], dict[str, float] | None]:
-    """Train ``model`` in place; with ``split`` and ``cfg.patience``, stop early and keep the best weights."""
-    inputs, targets = _windows(seqs, cfg.max_len, cfg.window_stride)
-    n_items = model.n_items
-    step: nn.Module = _LossModule(model, cfg.label_smoothing)
-    if distributed:
-        step = nn.parallel.DistributedDataParallel(step, device_ids=[dev.index] if dev.type == "cuda" else None)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    data = TensorDataset(inputs, targets)
-    if distributed:
-        sampler = DistributedSampler(data, shuffle=True, seed=cfg.seed)
-    else:
-        sampler = RandomSampler(data, generator=torch.Generator().manual_seed(cfg.seed))
-    loader = DataLoader(data, batch_size=cfg.batch_size, sampler=sampler, drop_last=False,
-                        pin_memory=dev.type == "cuda")
-    amp = cfg.amp and dev.type == "cuda"
-    full = cfg.negatives == 0 or cfg.negatives >= n_items
-    neg_gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 7919 + rank)
-    epoch_seconds: list[float] = []
-    history: list[dict[str, float]] = []
-    best: tuple[float, dict[str, float], dict[str, torch.Tensor]] | None = None
-    for epoch in range(epochs):
-        if distributed:
-            sampler.set_epoch(epoch)
-        model.train()
+@dataclass
+class _Loop:
+    """What every epoch of one :func:`_fit` call shares."""
+
+    model: SequenceModel
+    step: nn.Module
+    opt: torch.optim.Optimizer
+    loader: DataLoader[tuple[torch.Tensor, ...]]
+    sampler: DistributedSampler[Any] | RandomSampler
+    cfg: TrainConfig
+    dev: torch.device
+    neg_gen: torch.Generator
+    progress: bool
+
+    def epoch(self, epoch: int, epochs: int) -> tuple[float, float]:
+        """Train one epoch; return (mean loss, seconds)."""
+        cfg, dev, n_items = self.cfg, self.dev, self.model.n_items
+        if isinstance(self.sampler, DistributedSampler):
+            self.sampler.set_epoch(epoch)
+        self.model.train()
+        amp = cfg.amp and dev.type == "cuda"
+        full = cfg.negatives == 0 or cfg.negatives >= n_items
         t0 = time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
+        bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not self.progress, leave=False)
         # the running loss stays on the device: reading it back every step would stall a GPU, so
         # it is read (and checked for NaN/inf) every CHECK_EVERY steps and at the end of the epoch
         total = torch.zeros((), device=dev)
         batches = 0
         for seqs_b, tgts in bar:
             seqs_b, tgts = seqs_b.to(dev, non_blocking=True), tgts.to(dev, non_blocking=True)
-            negs = None if full else torch.randint(1, n_items + 1, (cfg.negatives,), generator=neg_gen).to(dev)
+            negs = None if full else torch.randint(1, n_items + 1, (cfg.negatives,), generator=self.neg_gen).to(dev)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                loss = step(seqs_b, tgts, negs)
-            opt.zero_grad(set_to_none=True)
+                loss = self.step(seqs_b, tgts, negs)
+            self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            self.opt.step()
             total += loss.detach().float()
             batches += 1
             if batches % CHECK_EVERY == 0:
                 _check_loss(float(total) / batches, epoch, bar)
         _check_loss(float(total) / max(batches, 1), epoch, None)
-        total = float(total)
-        epoch_seconds.append(time.perf_counter() - t0)
-        row = {"epoch": float(epoch + 1), "loss": total / max(batches, 1), "seconds": epoch_seconds[-1]}
-        if split is not None and cfg.patience:
-            m = evaluate(model, split, cfg.exclude_seen, device=str(dev))
+        return float(total) / max(batches, 1), time.perf_counter() - t0
+
+
+def _loop(
+    model: SequenceModel, seqs: Sequence[list[int]], cfg: TrainConfig, dev: torch.device, progress: bool,
+    distributed: bool, rank: int,
+) -> _Loop:
+    """The loss step (wrapped in DistributedDataParallel when distributed), optimiser and data."""
+    inputs, targets = windows(seqs, cfg.max_len, cfg.window_stride)
+    step: nn.Module = _LossModule(model, cfg.label_smoothing)
+    if distributed:
+        step = nn.parallel.DistributedDataParallel(step, device_ids=[dev.index] if dev.type == "cuda" else None)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    data = TensorDataset(inputs, targets)
+    sampler: DistributedSampler[Any] | RandomSampler
+    if distributed:
+        sampler = DistributedSampler(data, shuffle=True, seed=cfg.seed)
+    else:
+        sampler = RandomSampler(data, generator=torch.Generator().manual_seed(cfg.seed))
+    loader = DataLoader(data, batch_size=cfg.batch_size, sampler=sampler, drop_last=False,
+                        pin_memory=dev.type == "cuda")
+    neg_gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 7919 + rank)
+    return _Loop(model, step, opt, loader, sampler, cfg, dev, neg_gen, progress)
+
+
+_Best = tuple[float, dict[str, float], dict[str, torch.Tensor]]
+
+
+def _fit(
+    model: SequenceModel, seqs: Sequence[list[int]], cfg: TrainConfig, epochs: int, dev: torch.device,
+    progress: bool, distributed: bool, rank: int, held: Split | None = None,
+) -> tuple[list[float], list[dict[str, float]], dict[str, float] | None]:
+    """Train ``model`` in place; with ``held`` and ``cfg.patience``, stop early and keep the best weights."""
+    loop = _loop(model, seqs, cfg, dev, progress, distributed, rank)
+    epoch_seconds: list[float] = []
+    history: list[dict[str, float]] = []
+    best: _Best | None = None
+    for epoch in range(epochs):
+        mean_loss, seconds = loop.epoch(epoch, epochs)
+        epoch_seconds.append(seconds)
+        row = {"epoch": float(epoch + 1), "loss": mean_loss, "seconds": seconds}
+        if held is not None and cfg.patience:
+            m = evaluate(model, held, cfg.exclude_seen, device=str(dev))
             row["ndcg@10"] = m["ndcg@10"]
             if best is None or m["ndcg@10"] > best[0]:
                 m["best_epoch"] = float(epoch + 1)
                 best = (m["ndcg@10"], m, {k: v.detach().clone() for k, v in model.state_dict().items()})
         history.append(row)
         if progress:
-            tqdm.write(f"epoch {epoch + 1}: loss {row['loss']:.4f} ({epoch_seconds[-1]:.1f}s)"
+            tqdm.write(f"epoch {epoch + 1}: loss {row['loss']:.4f} ({seconds:.1f}s)"
                        + (f" ndcg@10 {row['ndcg@10']:.4f}" if "ndcg@10" in row else ""))
         if best is not None and epoch + 1 - int(best[1]["best_epoch"]) >= cfg.patience:
             break
@@ -301,23 +273,24 @@ def _fit(
     return epoch_seconds, history, best[1]
 
 
-def _train(events, cfg: TrainConfig, dev: torch.device, progress: bool, distributed: bool, rank: int) -> TrainResult:
+def _train(events: Iterable[Interaction], cfg: TrainConfig, dev: torch.device, progress: bool, distributed: bool,
+           rank: int) -> TrainResult:
     torch.manual_seed(cfg.seed)
-    evs = _check_events(events)
-    split = _split(evs, cfg)
-    if not split.train_seqs:
+    evs = check_events(events)
+    held = split(evs, cfg)
+    if not held.train_seqs:
         raise ValueError("no user has a known item before the holdout cut")
-    model = SequenceModel(len(split.vocab), cfg.dim, cfg.layers, cfg.heads, cfg.max_len, cfg.dropout).to(dev)
-    epoch_seconds, history, best = _fit(model, split.train_seqs, cfg, cfg.epochs, dev, progress, distributed,
-                                        rank, split)
-    metrics = best if best is not None else evaluate(model, split, cfg.exclude_seen, device=str(dev))
-    metrics.update({"holdout_users": float(split.holdout_users), "train_sequences": float(len(split.train_seqs)),
-                    "items": float(len(split.vocab)), "events": float(split.n_events), "cutoff_ts": split.cutoff})
-    vocab = split.vocab
+    model = SequenceModel(len(held.vocab), cfg.dim, cfg.layers, cfg.heads, cfg.max_len, cfg.dropout).to(dev)
+    epoch_seconds, history, best = _fit(model, held.train_seqs, cfg, cfg.epochs, dev, progress, distributed,
+                                        rank, held)
+    metrics = best if best is not None else evaluate(model, held, cfg.exclude_seen, device=str(dev))
+    metrics.update({"holdout_users": float(held.holdout_users), "train_sequences": float(len(held.train_seqs)),
+                    "items": float(len(held.vocab)), "events": float(held.n_events), "cutoff_ts": held.cutoff})
+    vocab = held.vocab
     if cfg.refit_full:
         epochs = int(metrics.get("best_epoch", len(epoch_seconds)))
         torch.manual_seed(cfg.seed)
-        vocab, seqs = _sequences(evs, cfg)
+        vocab, seqs = sequences(evs, cfg)
         model = SequenceModel(len(vocab), cfg.dim, cfg.layers, cfg.heads, cfg.max_len, cfg.dropout).to(dev)
         more, more_hist, _ = _fit(model, [s for s in seqs.values() if s], cfg, epochs, dev, progress,
                                   distributed, rank)
@@ -346,6 +319,10 @@ def read_jsonl_events(path: Path) -> list[Interaction]:
     return out
 
 
+def _flag(s: str) -> bool:
+    return s.lower() in ("1", "true", "yes")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m models.deep.train --events FILE.jsonl --registry DIR`` (also under torchrun)."""
     from models.deep.registry import Registry
@@ -357,9 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-promote", action="store_true", help="save without promoting")
     p.add_argument("--tolerance", type=float, default=0.01)
     p.add_argument("--quiet", action="store_true")
+    kinds: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "bool": _flag}
     for f in dataclasses.fields(TrainConfig):
-        kind = {"int": int, "float": float, "bool": lambda s: s.lower() in ("1", "true", "yes")}[str(f.type)]
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=None)
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=kinds[str(f.type)], default=None)
     args = p.parse_args(argv)
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
                  if getattr(args, f.name) is not None}

@@ -51,7 +51,7 @@ def rr_at(items: Sequence[str], target: str, k: int = 20) -> float:
     return 1.0 / (top.index(target) + 1) if target in top else 0.0
 
 
-def intra_list_diversity(lists: Sequence[Sequence[str]], item_users: Mapping[str, set]) -> float:
+def intra_list_diversity(lists: Sequence[Sequence[str]], item_users: Mapping[str, set[str]]) -> float:
     """``1 - mean pairwise user-set cosine`` over all pairs of every list (0 when no pairs)."""
     total, pairs = 0.0, 0
     for items in lists:
@@ -106,7 +106,7 @@ class RankingAccumulator:
             if j < self.sample_lists:
                 self.samples[j] = top10
 
-    def result(self, n_items: int, item_users: Mapping[str, set]) -> dict[str, float]:
+    def result(self, n_items: int, item_users: Mapping[str, set[str]]) -> dict[str, float]:
         n = max(self.n, 1)
         return {
             "hr@10": self.hr / n,

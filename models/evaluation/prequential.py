@@ -30,12 +30,11 @@ that has ``set_deep`` and as the ``"deep"`` system.
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import replace
-from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -43,32 +42,6 @@ from models.base import Interaction, Recommender, UserContext
 from models.evaluation.metrics import RankingAccumulator
 
 RetrainFn = Callable[[Sequence[Interaction]], "Recommender | None"]
-
-
-def read_movielens(path: str | Path, limit: int | None = None, purchase_rating: float = 4.5) -> list[Interaction]:
-    """MovieLens ``ratings.csv`` (userId,movieId,rating,timestamp) as time-ordered interactions.
-
-    Every rating is an interaction with the movie; a rating of at least ``purchase_rating``
-    (default 4.5, a strong like) becomes a ``"purchase"``, anything lower a ``"click"``.
-    The rows are sorted by timestamp (stable, so a user's same-second ratings keep file
-    order) and then cut to the first ``limit``.
-    """
-    rows: list[tuple[float, int, Interaction]] = []
-    with open(path, newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:4]] != ["userId", "movieId", "rating", "timestamp"]:
-            raise ValueError(f"{path}: expected a MovieLens header userId,movieId,rating,timestamp, got {header!r}")
-        for line_no, row in enumerate(reader, start=2):
-            try:
-                user, movie, rating, ts = row[0], row[1], float(row[2]), float(row[3])
-            except (IndexError, ValueError) as exc:
-                raise ValueError(f"{path}:{line_no}: bad MovieLens row {row!r} ({exc})") from None
-            kind = "purchase" if rating >= purchase_rating else "click"
-            rows.append((ts, line_no, Interaction(user, movie, kind, ts)))
-    rows.sort(key=lambda r: (r[0], r[1]))
-    out = [r[2] for r in rows]
-    return out[:limit] if limit is not None else out
 
 
 def _waves(events: Iterable[Interaction], size: int) -> Iterator[list[Interaction]]:
@@ -83,6 +56,86 @@ def _waves(events: Iterable[Interaction], size: int) -> Iterator[list[Interactio
         users.add(ev.user_id)
     if wave:
         yield wave
+
+
+def _check_args(every: int, batch_size: int, exclude: str, retrain_every: int | None,
+                retrain: RetrainFn | None, warmup: int | float, total: int | None) -> int:
+    """Validate :func:`evaluate`'s options; return the warmup as a number of events."""
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    if exclude not in ("purchased", "seen"):
+        raise ValueError(f"exclude must be 'purchased' or 'seen', got {exclude!r}")
+    if retrain_every is not None and (retrain is None or retrain_every < 1):
+        raise ValueError("retrain_every needs a positive interval and a retrain callable")
+    if isinstance(warmup, float):
+        if not 0.0 <= warmup < 1.0:
+            raise ValueError(f"a fractional warmup must be in [0, 1), got {warmup!r}")
+        if total is None:
+            raise ValueError("a fractional warmup needs a sized sequence of events (or total=)")
+        warmup = int(warmup * total)
+    return warmup
+
+
+class _Replay:
+    """The state of one test-then-train replay: users' contexts, lists shown, item statistics."""
+
+    def __init__(self, systems: dict[str, Recommender], k: int, exclude: str, max_recent: int) -> None:
+        self.systems, self.k, self.exclude, self.max_recent = systems, k, exclude, max_recent
+        self.acc = {name: RankingAccumulator() for name in systems}
+        self.rank_seconds = {name: 0.0 for name in systems}
+        self.contexts: dict[str, UserContext] = {}
+        self.seen: dict[str, set[str]] = {}
+        self.shown: dict[str, dict[str, tuple[str, ...]]] = {name: {} for name in systems}
+        self.item_counts: dict[str, int] = {}
+        self.item_users: dict[str, set[str]] = {}
+        self.n = 0
+
+    def score(self, scored: Sequence[Interaction]) -> None:
+        """Rank for each event's user (before the event) with every system and judge the lists."""
+        ctxs = [self.contexts.get(ev.user_id) or UserContext.empty(ev.user_id) for ev in scored]
+        if self.exclude == "purchased":
+            excl: list[Collection[str]] = [c.purchased for c in ctxs]
+        else:
+            excl = [c.purchased | self.seen.get(c.user_id, set()) for c in ctxs]
+        novelty_base = math.log2(self.n + 1)
+        item_counts = self.item_counts
+        for name, model in self.systems.items():
+            mine = self.shown[name]
+            uctx = [replace(c, shown=mine.get(c.user_id, ())) for c in ctxs]
+            t0 = time.perf_counter()
+            lists = model.rank_many(uctx, self.k, excl)
+            self.rank_seconds[name] += time.perf_counter() - t0
+            a = self.acc[name]
+            for ev, ranked in zip(scored, lists):
+                items = [item for item, _ in ranked]
+                top10 = items[:10]
+                nov = None
+                if top10:
+                    nov = sum(novelty_base - math.log2(item_counts.get(i, 0) + 1) for i in top10) / len(top10)
+                a.add(items, ev.item_id, nov)
+                mine[ev.user_id] = tuple(top10)
+
+    def learn(self, ev: Interaction) -> None:
+        """Every system learns the event; the user's context and the item statistics follow it."""
+        before = self.contexts.get(ev.user_id) or UserContext.empty(ev.user_id)
+        for name, model in self.systems.items():
+            model.learn_one(replace(before, shown=self.shown[name].get(ev.user_id, ())), ev)
+        self.contexts[ev.user_id] = before.after(ev, self.max_recent)
+        if self.exclude == "seen":
+            self.seen.setdefault(ev.user_id, set()).add(ev.item_id)
+        self.item_counts[ev.item_id] = self.item_counts.get(ev.item_id, 0) + 1
+        self.item_users.setdefault(ev.item_id, set()).add(ev.user_id)
+        self.n += 1
+
+    def results(self) -> dict[str, dict[str, float]]:
+        out = {}
+        for name in self.systems:
+            res = self.acc[name].result(len(self.item_counts), self.item_users)
+            res["rank_ms"] = 1000.0 * self.rank_seconds[name] / max(self.acc[name].n, 1)
+            out[name] = res
+        return out
 
 
 def evaluate(
@@ -100,95 +153,42 @@ def evaluate(
     max_recent: int = 50,
     progress: bool = True,
     total: int | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Replay ``events`` once, test-then-train, for all ``systems``; return the metrics.
 
     Returns ``{"events": n, "seconds": s, "events_per_s": r, "systems": {name: {"hr@10",
     "ndcg@10", "mrr@20", "coverage", "novelty", "diversity", "evaluated", "rank_ms"}}}``.
     """
-    if every < 1:
-        raise ValueError(f"every must be >= 1, got {every!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-    if exclude not in ("purchased", "seen"):
-        raise ValueError(f"exclude must be 'purchased' or 'seen', got {exclude!r}")
-    if retrain_every is not None and (retrain is None or retrain_every < 1):
-        raise ValueError("retrain_every needs a positive interval and a retrain callable")
     if total is None and isinstance(events, Sequence):
         total = len(events)
-    if isinstance(warmup, float):
-        if not 0.0 <= warmup < 1.0:
-            raise ValueError(f"a fractional warmup must be in [0, 1), got {warmup!r}")
-        if total is None:
-            raise ValueError("a fractional warmup needs a sized sequence of events (or total=)")
-        warmup = int(warmup * total)
+    warmup = _check_args(every, batch_size, exclude, retrain_every, retrain, warmup, total)
     systems = dict(systems)
-    acc = {name: RankingAccumulator() for name in systems}
-    rank_seconds = {name: 0.0 for name in systems}
-    contexts: dict[str, UserContext] = {}
-    seen: dict[str, set[str]] = {}
-    shown: dict[str, dict[str, tuple[str, ...]]] = {name: {} for name in systems}
-    item_counts: dict[str, int] = {}
-    item_users: dict[str, set[str]] = {}
+    run = _Replay(systems, k, exclude, max_recent)
     history: list[Interaction] = []
-    n = 0
     start = time.perf_counter()
     bar = tqdm(total=total, disable=not progress, unit="ev", mininterval=1.0)
     for wave in _waves(events, batch_size):
         scored = []
         for i, ev in enumerate(wave):
-            idx = n + i
+            idx = run.n + i
             if idx >= warmup and (idx - warmup) % every == 0 and (score_types is None or ev.type in score_types):
                 scored.append(ev)
         if scored:
-            ctxs = [contexts.get(ev.user_id) or UserContext.empty(ev.user_id) for ev in scored]
-            if exclude == "purchased":
-                excl = [c.purchased for c in ctxs]
-            else:
-                excl = [c.purchased | seen.get(c.user_id, set()) for c in ctxs]
-            novelty_base = math.log2(n + 1)
-            for name, model in systems.items():
-                mine = shown[name]
-                uctx = [replace(c, shown=mine.get(c.user_id, ())) for c in ctxs]
-                t0 = time.perf_counter()
-                lists = model.rank_many(uctx, k, excl)
-                rank_seconds[name] += time.perf_counter() - t0
-                a = acc[name]
-                for ev, ranked in zip(scored, lists):
-                    items = [item for item, _ in ranked]
-                    top10 = items[:10]
-                    nov = None
-                    if top10:
-                        nov = sum(novelty_base - math.log2(item_counts.get(i, 0) + 1) for i in top10) / len(top10)
-                    a.add(items, ev.item_id, nov)
-                    mine[ev.user_id] = tuple(top10)
+            run.score(scored)
         for ev in wave:
-            before = contexts.get(ev.user_id) or UserContext.empty(ev.user_id)
-            for name, model in systems.items():
-                model.learn_one(replace(before, shown=shown[name].get(ev.user_id, ())), ev)
-            contexts[ev.user_id] = before.after(ev, max_recent)
-            if exclude == "seen":
-                seen.setdefault(ev.user_id, set()).add(ev.item_id)
-            item_counts[ev.item_id] = item_counts.get(ev.item_id, 0) + 1
-            item_users.setdefault(ev.item_id, set()).add(ev.user_id)
-            n += 1
-            if retrain_every is not None:
+            run.learn(ev)
+            if retrain_every is not None and retrain is not None:
                 history.append(ev)
-                if n % retrain_every == 0:
-                    _install(systems, retrain(history))  # type: ignore[misc]
+                if run.n % retrain_every == 0:
+                    _install(systems, retrain(history))
         bar.update(len(wave))
     bar.close()
     seconds = time.perf_counter() - start
-    out_systems = {}
-    for name in systems:
-        res = acc[name].result(len(item_counts), item_users)
-        res["rank_ms"] = 1000.0 * rank_seconds[name] / max(acc[name].n, 1)
-        out_systems[name] = res
     return {
-        "events": n,
+        "events": run.n,
         "seconds": seconds,
-        "events_per_s": n / seconds if seconds > 0 else 0.0,
-        "systems": out_systems,
+        "events_per_s": run.n / seconds if seconds > 0 else 0.0,
+        "systems": run.results(),
     }
 
 
@@ -196,7 +196,7 @@ def _install(systems: dict[str, Recommender], model: Recommender | None) -> None
     """Put a freshly trained deep model into every system that can use it."""
     if model is None:
         return
-    for name, system in systems.items():
+    for system in systems.values():
         setter = getattr(system, "set_deep", None)
         if callable(setter):
             setter(model)

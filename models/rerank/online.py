@@ -37,15 +37,19 @@ from __future__ import annotations
 import math
 import random
 from collections import OrderedDict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from typing import Any, Protocol, Self, TypedDict, runtime_checkable
 
 import numpy as np
+from numpy.typing import NDArray
 from river import linear_model, optim
 
 from models.base import EVENT_WEIGHTS, Interaction, Ranked, Recommender, UserContext
 from models.checkpoint import dump, load
+from models.deep.candidates import DeepCandidates, PoolCache
 from models.deep.candidates import select as select_deep
-from models.rerank.features import FEATURES, SOURCES, F, candidate_features
+from models.linear import set_weights, weights_of
+from models.rerank.features import FEATURES, SOURCES, CandidateSources, F, FloatArray, IntArray, candidate_features
 from models.retrieval.candidates import CHUNK_USERS, CandidateIndex
 from models.retrieval.cooccurrence import CooccurrenceRecommender
 from models.retrieval.popularity import PopularityRecommender
@@ -55,6 +59,35 @@ PRIOR: dict[str, float] = {"cooc_rr": 1.0, "cooc_rel": 0.5, "pop_rr": 0.3, "deep
 """Initial weights: co-occurrence first, then deep, popularity to fill; learning corrects them."""
 
 Sourced = list[tuple[str, float, str]]
+DeepLists = DeepCandidates | Sequence[Ranked]
+"""Deep candidates of many users, as arrays or as ranked lists (see :mod:`models.deep.candidates`)."""
+Scored = tuple[IntArray, IntArray, FloatArray, IntArray, FloatArray]
+"""Every candidate of a chunk of users: (user row, item id, score, source, feature rows)."""
+Impression = tuple[tuple[int, ...], NDArray[np.float32]]
+"""A list shown to a user: its candidates (index ids, best first) and their feature rows."""
+
+
+@runtime_checkable
+class ArrayRetriever(Protocol):
+    """A deep retriever that returns its candidates as arrays (see :class:`models.deep.retriever.HeadRetriever`)."""
+
+    def candidates(self, users: Sequence[UserContext], k: int = 10,
+                   excludes: Sequence[Collection[str]] | None = None) -> DeepCandidates: ...
+
+
+class RankerParams(TypedDict):
+    """The hyperparameters of an :class:`OnlineRanker` (its constructor's, saved in checkpoints)."""
+
+    n_popular: int
+    n_cooc: int
+    n_deep: int
+    memory_items: int
+    memory_users: int
+    n_sampled: int
+    max_skipped: int
+    lr: float
+    l2: float
+    seed: int
 
 
 class OnlineRanker(Recommender):
@@ -93,37 +126,37 @@ class OnlineRanker(Recommender):
         )
         self._learn_pop = self.cooccurrence.fallback is not self.popularity or not self.cooccurrence.learn_fallback
         self.deep = deep
-        self.retriever: Recommender | None = None
+        self.retriever: Recommender | None = None if deep is None else self.serving_retriever(deep)
         """The serving form of ``deep`` (see :mod:`models.deep.retriever`); None means ``deep`` itself."""
-        self.params = {
+        self.params: RankerParams = {
             "n_popular": int(n_popular), "n_cooc": int(n_cooc), "n_deep": int(n_deep),
             "memory_items": int(memory_items), "memory_users": int(memory_users),
             "n_sampled": int(n_sampled), "max_skipped": int(max_skipped), "lr": float(lr), "l2": float(l2),
             "seed": int(seed),
         }  # fmt: skip
         self.model = linear_model.LogisticRegression(optimizer=optim.SGD(lr), l2=l2, intercept_lr=0.0)
-        for feat, w in PRIOR.items():
-            self.model._weights[feat] = w
-        self.memory: OrderedDict[str, tuple[tuple[int, ...], np.ndarray]] = OrderedDict()
+        set_weights(self.model, PRIOR)
+        self.memory: OrderedDict[str, Impression] = OrderedDict()
         """Per user: the remembered candidates (item ids of :attr:`index`) and their feature rows."""
         self.index = CandidateIndex(self.cooccurrence, self.popularity.counts)
-        self._counts = np.zeros(0)
-        self._log_scores = np.zeros(0)
-        self._grow_items()
         pop = self.popularity
         for item, c in pop.counts.items():
-            self._counts[self.index.ids[item]] = c
+            self.index.pop_counts[self.index.ids[item]] = c
         for item, ls in pop.log_scores.items():
-            self._log_scores[self.index.ids[item]] = ls
-        self._pop_cache: tuple[int, np.ndarray] = (-1, np.zeros(0, np.int64))
-        self._pool_ids: dict = {}
+            self.index.pop_log_scores[self.index.ids[item]] = ls
+        self._pop_cache: tuple[int, IntArray] = (-1, np.zeros(0, np.int64))
+        self._pool_ids: PoolCache = {}
         """Reranker ids of the deep retriever's item pool (see :func:`models.deep.candidates.entries`)."""
         self.n_learned = 0
         self.n_pairs = 0
         self._rng = random.Random(seed)
 
+    def serving_retriever(self, model: Recommender) -> Recommender:
+        """How a deep ``model`` retrieves candidates here: the model itself (see the hybrid's override)."""
+        return model
+
     # -- features -------------------------------------------------------------------------
-    def _pop_top(self) -> tuple[np.ndarray, float]:
+    def _pop_top(self) -> tuple[IntArray, float]:
         """Ids of the popularity leaderboard's head (for ranks) and log1p of the top decayed score."""
         pop = self.popularity
         n = self.params["n_popular"] + 20
@@ -134,26 +167,34 @@ class OnlineRanker(Recommender):
         top_dec = math.log1p(pop.score(self.index.names[int(ids[0])])) if len(ids) else 0.0
         return ids, top_dec
 
-    def _score_chunk(self, users: Sequence[UserContext], excludes: Sequence[Collection[str]], w: np.ndarray,
-                     deep_lists: Sequence[Ranked] | None = None):
+    def _score_chunk(self, users: Sequence[UserContext], excludes: Sequence[Collection[str]], w: FloatArray,
+                     deep_lists: DeepLists | None = None) -> Scored:
         """Every candidate of a chunk of users: (user row, item id, score, source, feature rows)."""
         if deep_lists is None and self.deep is not None:
             deep_lists = self.deep_candidates(users, excludes)
-        ku, ki, src, X = candidate_features(self, users, excludes, deep_lists)
+        ku, ki, src, X = candidate_features(self.candidate_sources(), users, excludes, deep_lists)
         return ku, ki, X @ w, src, X
 
-    def _weights(self) -> np.ndarray:
-        w = self.model._weights
+    def candidate_sources(self) -> CandidateSources:
+        """What :func:`~models.rerank.features.candidate_features` reads of the retrievers, now."""
+        ids, top_dec = self._pop_top()
+        p = self.params
+        return CandidateSources(self.index, self.popularity, ids, top_dec, p["n_popular"], p["n_cooc"],
+                                self._pool_ids)
+
+    def _weights(self) -> FloatArray:
+        w = weights_of(self.model)
         return np.array([w.get(name, 0.0) for name in FEATURES])
 
-    def _score_wave(self, users, excludes, deep_lists=None):
+    def _score_wave(self, users: Sequence[UserContext], excludes: Sequence[Collection[str]],
+                    deep_lists: DeepLists | None = None) -> Iterator[tuple[int, Scored]]:
         w = self._weights()
         for lo in range(0, len(users), CHUNK_USERS):
             hi = lo + CHUNK_USERS
             yield lo, self._score_chunk(users[lo:hi], excludes[lo:hi], w,
                                         None if deep_lists is None else select_deep(deep_lists, range(lo, min(hi, len(users)))))
 
-    def deep_candidates(self, users: Sequence[UserContext], excludes: Sequence[Collection[str]]) -> list[Ranked] | None:
+    def deep_candidates(self, users: Sequence[UserContext], excludes: Sequence[Collection[str]]) -> DeepLists | None:
         """The deep retriever's candidates for many users in one call (None without a deep model).
 
         Callers that rank the same users in several rounds compute these once and pass them to
@@ -162,7 +203,7 @@ class OnlineRanker(Recommender):
         if self.deep is None:
             return None
         retriever = self.retriever or self.deep
-        if hasattr(retriever, "candidates"):  # the array form (see models.deep.candidates)
+        if isinstance(retriever, ArrayRetriever):  # the array form (see models.deep.candidates)
             return retriever.candidates(list(users), self.params["n_deep"], list(excludes))
         return retriever.rank_many(list(users), self.params["n_deep"], list(excludes))
 
@@ -172,7 +213,7 @@ class OnlineRanker(Recommender):
         users: Sequence[UserContext],
         k: int = 10,
         excludes: Sequence[Collection[str]] | None = None,
-        deep_lists: Sequence[Ranked] | None = None,
+        deep_lists: DeepLists | None = None,
     ) -> list[Sourced]:
         """Top ``k`` per user as ``(item_id, score, source)``; remembers each list as the impression.
 
@@ -213,7 +254,8 @@ class OnlineRanker(Recommender):
     def rank_with_sources(self, user: UserContext, k: int = 10, exclude: Collection[str] = frozenset()) -> Sourced:
         return self.rank_many_with_sources([user], k, [exclude])[0]
 
-    def rank_many(self, users, k=10, excludes=None) -> list[Ranked]:
+    def rank_many(self, users: Sequence[UserContext], k: int = 10,
+                  excludes: Sequence[Collection[str]] | None = None) -> list[Ranked]:
         return [[(i, s) for i, s, _ in lst] for lst in self.rank_many_with_sources(users, k, excludes)]
 
     def rank(self, user: UserContext, k: int = 10, exclude: Collection[str] = frozenset()) -> Ranked:
@@ -243,7 +285,7 @@ class OnlineRanker(Recommender):
         return float(np.array(row) @ self._weights())
 
     # -- learning -------------------------------------------------------------------------
-    def _remember(self, user_id: str, items: tuple[int, ...], rows: np.ndarray) -> None:
+    def _remember(self, user_id: str, items: tuple[int, ...], rows: NDArray[np.float32]) -> None:
         mem = self.memory
         mem[user_id] = (items, rows)
         mem.move_to_end(user_id)
@@ -261,24 +303,12 @@ class OnlineRanker(Recommender):
         if self._learn_pop:
             self.popularity.learn_one(user, event)
         self.index.learn(user, event)
-        i = self.index.ids[event.item_id]
-        if i >= len(self._counts):
-            self._grow_items()
         item = event.item_id
         pop = self.popularity
-        self._counts[i] = pop.counts[item]
-        self._log_scores[i] = pop.log_scores[item]
+        self.index.set_popularity(self.index.ids[item], pop.counts[item], pop.log_scores[item])
         self.n_learned += 1
 
-    def _grow_items(self) -> None:
-        cap = self.index.capacity
-        for name, fill in (("_counts", 0.0), ("_log_scores", -np.inf)):
-            old = getattr(self, name)
-            new = np.full(cap, fill)
-            new[: len(old)] = old
-            setattr(self, name, new)
-
-    def _learn_impression(self, impression, chosen: str, shown: Sequence[str], weight: float) -> None:
+    def _learn_impression(self, impression: Impression, chosen: str, shown: Sequence[str], weight: float) -> None:
         items, rows = impression
         ci = self.index.ids.get(chosen)
         try:
@@ -313,25 +343,23 @@ class OnlineRanker(Recommender):
         return self.n_learned
 
     # -- checkpoint -----------------------------------------------------------------------
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         return {
             "params": self.params,
             "popularity": self.popularity.state(),
             "cooccurrence": self.cooccurrence.state(),
-            "weights": {str(k): float(v) for k, v in self.model._weights.to_dict().items()},
+            "weights": weights_of(self.model),
             "optimizer_iterations": self.model.optimizer.n_iterations,
             "n_learned": self.n_learned,
             "n_pairs": self.n_pairs,
         }
 
     @classmethod
-    def from_state(cls, st: dict, deep: Recommender | None = None) -> OnlineRanker:
+    def from_state(cls, st: dict[str, Any], deep: Recommender | None = None) -> Self:
         pop = PopularityRecommender.from_state(st["popularity"])
         cooc = CooccurrenceRecommender.from_state(st["cooccurrence"], fallback=pop)
         m = cls(popularity=pop, cooccurrence=cooc, deep=deep, **st["params"])
-        m.model._weights.clear()
-        for feat, w in st["weights"].items():
-            m.model._weights[feat] = w
+        set_weights(m.model, st["weights"], clear=True)
         m.model.optimizer.n_iterations = int(st["optimizer_iterations"])
         m.n_learned = int(st["n_learned"])
         m.n_pairs = int(st["n_pairs"])
@@ -342,5 +370,5 @@ class OnlineRanker(Recommender):
         return dump(self.name, self.state())
 
     @classmethod
-    def from_bytes(cls, data: bytes, deep: Recommender | None = None) -> OnlineRanker:
+    def from_bytes(cls, data: bytes, deep: Recommender | None = None) -> Self:
         return cls.from_state(load(data, cls.name), deep=deep)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from itertools import chain, repeat
 
 import numpy as np
+from numpy.typing import NDArray
 
 from models.base import Interaction, UserContext
 from models.retrieval.cooccurrence import CooccurrenceRecommender
@@ -68,6 +69,10 @@ class CandidateIndex:
         self.nb_len = np.zeros(0, np.int64)
         self.totals = np.zeros(0)
         self.slots: list[dict[int, int] | None] = []
+        self.pop_counts = np.zeros(0)
+        """All-time weighted count of every item id (see :meth:`set_popularity`)."""
+        self.pop_log_scores = np.zeros(0)
+        """Stored log popularity score of every item id, ``-inf`` for none (see :meth:`set_popularity`)."""
         self._stamp = np.zeros(0, np.int32)
         self._grow(capacity)
         self._pows = cooccurrence.recency_decay ** np.arange(cooccurrence.context)
@@ -91,6 +96,11 @@ class CandidateIndex:
             new = np.zeros(cap, arr.dtype)
             new[:old] = arr
             setattr(self, name, new)
+        for name, value in (("pop_counts", 0.0), ("pop_log_scores", -np.inf)):
+            arr = getattr(self, name)
+            new = np.full(cap, value)
+            new[: len(arr)] = arr
+            setattr(self, name, new)
         self.capacity = cap
         self._stamp = np.zeros(CHUNK_USERS * cap, np.int32)
 
@@ -105,6 +115,11 @@ class CandidateIndex:
             self.names.append(item)
             self.slots.append(None)
         return i
+
+    def set_popularity(self, i: int, count: float, log_score: float) -> None:
+        """Record the popularity figures of item id ``i``: its all-time count and stored log score."""
+        self.pop_counts[i] = count
+        self.pop_log_scores[i] = log_score
 
     # -- learning -------------------------------------------------------------------------
     def _rebuild(self, i: int, d: dict[str, float]) -> None:
@@ -160,6 +175,13 @@ class CandidateIndex:
         keys = np.repeat(np.arange(len(lens), dtype=np.int64) * self.capacity, lens) + ids
         ok = ids >= 0
         return keys[ok], pos[ok]
+
+    def group(self, keys: NDArray[np.int64]) -> NDArray[np.int64]:
+        """For each of ``keys`` (at most ``CHUNK_USERS * capacity``), the position of the last entry
+        holding the same key: entries whose own position comes back are the representatives."""
+        stamp = self._stamp
+        stamp[keys] = np.arange(len(keys), dtype=np.int32)
+        return stamp[keys].astype(np.int64)
 
     def lookup(self, keys: np.ndarray, table: np.ndarray) -> np.ndarray:
         """Index into ``table`` (a key array) of each of ``keys``, or -1 when absent."""

@@ -27,6 +27,7 @@ Items without a vote come from a :class:`~models.retrieval.popularity.Popularity
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Any
 
 from models.base import Interaction, Ranked, Recommender, UserContext, event_weight
 from models.checkpoint import dump, load
@@ -56,9 +57,9 @@ class CooccurrenceRecommender(Recommender):
         for label, value in [("window", window), ("max_neighbors", max_neighbors), ("context", context)]:
             if int(value) < 1:
                 raise ValueError(f"{label} must be >= 1, got {value!r}")
-        for label, value in [("position_decay", position_decay), ("recency_decay", recency_decay)]:
-            if not 0.0 < value <= 1.0:
-                raise ValueError(f"{label} must be in (0, 1], got {value!r}")
+        for label, decay in [("position_decay", position_decay), ("recency_decay", recency_decay)]:
+            if not 0.0 < decay <= 1.0:
+                raise ValueError(f"{label} must be in (0, 1], got {decay!r}")
         if smoothing < 0:
             raise ValueError(f"smoothing must be >= 0, got {smoothing!r}")
         self.window = int(window)
@@ -160,7 +161,7 @@ class CooccurrenceRecommender(Recommender):
         return self.n_events
 
     # -- checkpoint -----------------------------------------------------------------------
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         return {
             "params": {
                 "window": self.window,
@@ -178,7 +179,7 @@ class CooccurrenceRecommender(Recommender):
         }
 
     @classmethod
-    def from_state(cls, st: dict, fallback: PopularityRecommender | None = None) -> CooccurrenceRecommender:
+    def from_state(cls, st: dict[str, Any], fallback: PopularityRecommender | None = None) -> CooccurrenceRecommender:
         fb = fallback if fallback is not None else PopularityRecommender.from_state(st["fallback"])
         m = cls(fallback=fb, **st["params"])
         m.neighbors = {str(a): {str(b): float(w) for b, w in d.items()} for a, d in st["neighbors"].items()}

@@ -26,6 +26,7 @@ import heapq
 import math
 from bisect import bisect_left, insort
 from collections.abc import Collection
+from typing import Any
 
 from models.base import Interaction, Ranked, Recommender, UserContext, event_weight
 from models.checkpoint import dump, load
@@ -109,6 +110,12 @@ class PopularityRecommender(Recommender):
         self.top_version += 1
 
     # -- scoring --------------------------------------------------------------------------
+    @property
+    def decay_rate(self) -> float:
+        """``ln 2 / half_life`` per second (0 without decay): a stored log score ``s`` is worth
+        ``exp(s - decay_rate * last_ts)`` at the time of the latest event."""
+        return self._lam
+
     def _decayed(self, log_score: float) -> float:
         if self.last_ts is None:
             return 0.0
@@ -157,7 +164,7 @@ class PopularityRecommender(Recommender):
         return self.n_events
 
     # -- checkpoint -----------------------------------------------------------------------
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
         return {
             "half_life": self.half_life,
             "top_n": self.top_n,
@@ -168,17 +175,21 @@ class PopularityRecommender(Recommender):
         }
 
     @classmethod
-    def from_state(cls, st: dict) -> PopularityRecommender:
+    def from_state(cls, st: dict[str, Any]) -> PopularityRecommender:
         m = cls(half_life=st["half_life"], top_n=st["top_n"])
         m.log_scores = {str(k): float(v) for k, v in st["log_scores"].items()}
         m.counts = {str(k): float(v) for k, v in st["counts"].items()}
         m.max_count = max(m.counts.values(), default=0.0)
         m.n_events = int(st["n_events"])
         m.last_ts = st["last_ts"]
-        for item, ls in heapq.nlargest(m.top_n, m.log_scores.items(), key=lambda kv: kv[1]):
-            m._top[item] = ls
-        m._order = sorted((-ls, item) for item, ls in m._top.items())
+        m.rebuild_leaderboard()
         return m
+
+    def rebuild_leaderboard(self) -> None:
+        """Recompute the leaderboard from :attr:`log_scores` (after they were set wholesale)."""
+        self._top = dict(heapq.nlargest(self.top_n, self.log_scores.items(), key=lambda kv: kv[1]))
+        self._order = sorted((-ls, item) for item, ls in self._top.items())
+        self._sorted = None
 
     def to_bytes(self) -> bytes:
         return dump(self.name, self.state())

@@ -1,5 +1,8 @@
 """Topic checks and creation through kafka-python's admin client.
 
+Each function takes the broker as a :class:`~stream_app.kafka.KafkaConnection` (TLS / SASL
+included) or as a bare ``host:port`` string (plaintext, as for the local broker).
+
 >>> validate_topics({"events": 4})
 {'events': 4}
 >>> validate_topics({"bad name": 1})
@@ -17,6 +20,8 @@ from collections.abc import Mapping
 
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from stream_app.kafka import KafkaTarget, as_connection, kafka_admin
 
 from .errors import BrokerError
 
@@ -36,12 +41,11 @@ def validate_topics(topics: Mapping[str, int]) -> dict[str, int]:
     return out
 
 
-def admin(bootstrap: str, timeout: float = 5.0) -> KafkaAdminClient:
+def admin(kafka: KafkaTarget, timeout: float = 5.0) -> KafkaAdminClient:
     """An admin client that gives up after ``timeout`` seconds if nothing answers."""
     ms = max(500, int(timeout * 1000))
-    return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="streamrec-broker",
-                            bootstrap_timeout_ms=ms, request_timeout_ms=ms,
-                            reconnect_backoff_max_ms=1000)
+    return kafka_admin(as_connection(kafka), client_id="streamrec-broker", bootstrap_timeout_ms=ms,
+                       request_timeout_ms=ms, reconnect_backoff_max_ms=1000)
 
 
 def topic_partitions(client: KafkaAdminClient) -> dict[str, int]:
@@ -50,10 +54,12 @@ def topic_partitions(client: KafkaAdminClient) -> dict[str, int]:
             if not t.get("is_internal") and not t["name"].startswith("__")}
 
 
-def probe(bootstrap: str, timeout: float = 2.0) -> dict[str, int] | None:
-    """The broker's topics if a Kafka broker answers at ``bootstrap`` within ``timeout``, else None."""
+def probe(kafka: KafkaTarget, timeout: float = 2.0) -> dict[str, int] | None:
+    """The broker's topics if a Kafka broker answers at ``kafka`` within ``timeout``, else None."""
+    conn = as_connection(kafka)
+    bootstrap = conn.bootstrap
     try:
-        client = admin(bootstrap, timeout)
+        client = admin(conn, timeout)
     except (KafkaError, OSError) as exc:
         _LOG.debug("no Kafka at %s: %s", bootstrap, exc)
         return None
@@ -66,7 +72,7 @@ def probe(bootstrap: str, timeout: float = 2.0) -> dict[str, int] | None:
         client.close()
 
 
-def ensure_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 30.0) -> None:
+def ensure_topics(kafka: KafkaTarget, topics: Mapping[str, int], timeout: float = 30.0) -> None:
     """Create the missing topics (replication 1) and wait until every partition has a leader.
 
     An existing topic with a different partition count is an error: keyed data and Faust's
@@ -75,11 +81,12 @@ def ensure_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 30
     wanted = validate_topics(topics)
     if not wanted:
         return
+    conn = as_connection(kafka)
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            client = admin(bootstrap, min(10.0, max(1.0, deadline - time.monotonic())))
+            client = admin(conn, min(10.0, max(1.0, deadline - time.monotonic())))
         except (KafkaError, OSError) as exc:
             last = exc
             time.sleep(0.5)
@@ -96,7 +103,7 @@ def ensure_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 30
             time.sleep(0.5)
         finally:
             client.close()
-    raise BrokerError(f"topics {sorted(wanted)} not ready on {bootstrap} after {timeout:.0f} s "
+    raise BrokerError(f"topics {sorted(wanted)} not ready on {conn.bootstrap} after {timeout:.0f} s "
                       f"({type(last).__name__ if last else 'timeout'}: {last}); see the broker log")
 
 

@@ -1,1 +1,1 @@
-"""stream_app/cli."""
+"""The ``streamrec`` command line: :mod:`.main` assembles one module per command group."""

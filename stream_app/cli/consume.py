@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import orjson
-from kafka import KafkaConsumer
+
+from stream_app.kafka import KafkaTarget, as_connection, kafka_consumer
 
 
 def describe(value: bytes) -> str:
@@ -21,13 +23,18 @@ def describe(value: bytes) -> str:
         return value.decode("utf-8", "replace")
 
 
-def tail(bootstrap: str, topic: str, json_out: bool = False, max_messages: int = 0, idle_s: float = 0.0,
-         from_beginning: bool = False, kafka_kwargs: dict | None = None) -> int:
+def tail(kafka: KafkaTarget, topic: str, json_out: bool = False, max_messages: int = 0,
+         idle_s: float = 0.0, from_beginning: bool = False, kafka_kwargs: dict[str, Any] | None = None) -> int:
+    """Print the messages of ``topic`` as they arrive; return how many were printed.
+
+    ``kafka`` is the connection (a bare bootstrap string means plaintext); ``kafka_kwargs`` are
+    extra consumer options.
+    """
     kw = dict(kafka_kwargs or {})
     if idle_s:
         kw["consumer_timeout_ms"] = int(idle_s * 1000)
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None,
+    consumer = kafka_consumer(
+        as_connection(kafka), topic, group_id=None,
         auto_offset_reset="earliest" if from_beginning else "latest", enable_auto_commit=False, **kw,
     )
     n = 0

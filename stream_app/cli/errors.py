@@ -1,25 +1,88 @@
-"""One-line messages for errors a user can fix (the CLI prints these instead of a traceback)."""
+"""Which errors the user can fix, and their one-line messages (printed instead of a traceback).
+
+Errors are told apart by their type. A class whose module is heavy to import (kafka, torch
+through the model registry, the broker package) is only looked at when that module is already
+loaded: an exception of a class can only exist once the class's module has been imported, so
+the check costs nothing on the fast paths and never imports torch just to print a message.
+
+>>> user_message(UserError("only 3 events to train on; produce some first"))
+'only 3 events to train on; produce some first'
+>>> user_message(FileNotFoundError("no such file: x.csv"))
+'no such file: x.csv'
+>>> user_message(KeyError("a bug")) is None
+True
+"""
 
 from __future__ import annotations
+
+import sys
+
+UNREACHABLE_HINT = "start the local one with `streamrec kafka up`"
+
+
+class UserError(Exception):
+    """An error the user can fix; the CLI prints its first line and exits with status 1."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _kafka_message(exc: BaseException) -> str | None:
+    """kafka-python's and aiokafka's errors (only if those libraries are loaded)."""
+    if "kafka.errors" in sys.modules:
+        import kafka.errors as kerr
+
+        unreachable: tuple[type[BaseException], ...] = (kerr.KafkaTimeoutError, kerr.KafkaConnectionError,
+                                                        kerr.NodeNotReadyError)
+        no_brokers = getattr(kerr, "NoBrokersAvailable", None)  # kafka-python 2.x; 3.x times out instead
+        if isinstance(no_brokers, type):
+            unreachable += (no_brokers,)
+        if isinstance(exc, unreachable):
+            return f"cannot reach Kafka at STREAMREC_BROKER ({_first_line(exc)}); {UNREACHABLE_HINT}"
+        if isinstance(exc, kerr.KafkaError):
+            return f"Kafka: {_first_line(exc)}"
+    if "aiokafka.errors" in sys.modules:
+        import aiokafka.errors as aerr
+
+        if isinstance(exc, aerr.KafkaConnectionError):
+            return f"cannot reach Kafka at STREAMREC_BROKER ({_first_line(exc)}); {UNREACHABLE_HINT}"
+        if isinstance(exc, aerr.KafkaError):
+            return f"Kafka: {_first_line(exc)}"
+    return None
 
 
 def user_message(exc: BaseException) -> str | None:
     """The readable message for ``exc``, or None when it is a bug that deserves its traceback."""
-    from kafka.errors import KafkaError, KafkaTimeoutError
+    from stream_app.data.formats import UnknownFormat
+    from stream_app.data.sources import SourceError
 
-    from schemas import InvalidEvent
+    if isinstance(exc, UserError | SourceError | UnknownFormat):
+        return _first_line(exc)
+    if isinstance(exc, FileNotFoundError | IsADirectoryError | PermissionError):
+        return _first_line(exc)
+    kafka_msg = _kafka_message(exc)
+    if kafka_msg is not None:
+        return kafka_msg
+    if "schemas.records" in sys.modules:
+        from schemas import InvalidEvent
 
-    name = type(exc).__name__
-    if isinstance(exc, KafkaTimeoutError) and "bootstrap" in str(exc).lower():
-        return "cannot reach Kafka at STREAMREC_BROKER; start the local one with `streamrec kafka up`"
-    if isinstance(exc, KafkaError):
-        return f"Kafka: {exc}"
-    if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)):
-        return str(exc)
-    if isinstance(exc, InvalidEvent):
-        return f"invalid event: {exc}"
-    if name in ("UserError", "BrokerError", "SourceError", "ArtifactError", "RegistryError"):
-        return str(exc).splitlines()[0] if str(exc) else name
-    if isinstance(exc, ValueError) and getattr(exc, "user_facing", False):
-        return str(exc)
+        if isinstance(exc, InvalidEvent):
+            return f"invalid event: {_first_line(exc)}"
+    if "stream_app.broker.errors" in sys.modules:
+        from stream_app.broker.errors import BrokerError
+
+        if isinstance(exc, BrokerError):
+            return _first_line(exc)
+    if "stream_app.ops.evaluation" in sys.modules:
+        from stream_app.ops.evaluation import EvaluationError
+
+        if isinstance(exc, EvaluationError):
+            return _first_line(exc)
+    if "models.deep.registry" in sys.modules:
+        from models.deep.registry import ArtifactError
+
+        if isinstance(exc, ArtifactError):
+            return _first_line(exc)
     return None

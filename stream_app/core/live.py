@@ -62,7 +62,7 @@ class LiveQuality:
             self.purchases += 1
             self.purchases_of_recs += hit
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, float]:
         def ratio(a: float, b: int) -> float:
             return a / b if b else 0.0
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from models.base import Interaction, UserContext
 from schemas import EVENT_TYPES, Event
@@ -31,15 +31,17 @@ _TYPES_FIXED = tuple(EVENT_TYPES) == ("view", "click", "add_to_cart", "purchase"
 def to_context(user_id: str, state: UserState) -> UserContext:
     """The models' view of a user's state."""
     c = state.counts
+    purchased = state.purchased
     return UserContext(
         user_id,
         tuple(state.recent),
-        frozenset(state.purchased) if state.purchased else _NOTHING,
+        frozenset(purchased) if purchased else _NOTHING,
         {"view": c[0], "click": c[1], "add_to_cart": c[2], "purchase": c[3]}
         if len(c) == 4 and _TYPES_FIXED
         else dict(zip(EVENT_TYPES, c)),
         tuple(state.shown),
         state.last_ts,
+        tuple(purchased) if purchased else (),
     )
 
 
@@ -60,7 +62,7 @@ def split_waves(items: Sequence[T], key: Callable[[T], Hashable]) -> list[list[T
     """
     waves: list[list[T]] = []
     current: list[T] = []
-    seen: set = set()
+    seen: set[Hashable] = set()
     for it in items:
         k = key(it)
         if k in seen:
@@ -81,7 +83,7 @@ def split_rounds(items: Sequence[T], key: Callable[[T], Hashable]) -> list[list[
     user has two events makes two rounds, however the events interleave).
     """
     rounds: list[list[int]] = []
-    seen: dict = {}
+    seen: dict[Hashable, int] = {}
     for pos, it in enumerate(items):
         k = key(it)
         r = seen.get(k, 0)
@@ -104,12 +106,12 @@ def live_hit(shown: Sequence[str], item_id: str, k: int = 10) -> tuple[int, floa
 def recommendation_message(
     event: Event,
     ranked: Sequence[tuple[str, float, str]],
-    model_version: dict,
+    model_version: dict[str, Any],
     generated_at: float,
     latency_ms: float,
     purchase_probability: float | None = None,
     return_probability: float | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """The ``recommendations`` value for one event (see schemas/recommendations.schema.json)."""
     return {
         "user_id": event.user_id,

@@ -16,11 +16,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
-from models.base import UserContext
+from models.base import Recommender, UserContext
 from models.deep.candidates import select as select_deep
 from models.engagement import PurchasePropensity, ReturnPredictor
 from models.hybrid import HybridRecommender
@@ -150,7 +150,7 @@ class Pipeline:
             p.return_probability = return_p
         return {k: encode_state(st) for k, st in current.items()}, duplicates
 
-    def score(self, batch: list[Pending]) -> list[dict]:
+    def score(self, batch: list[Pending]) -> list[dict[str, Any]]:
         """Learn from and rank a micro-batch; one recommendation message per event, in order.
 
         The batch is split into rounds (see :func:`stream_app.core.logic.split_rounds`): round ``r``
@@ -159,7 +159,7 @@ class Pipeline:
         one batched call.  Whether an event is learned is decided in arrival order (offsets only
         grow through a partition), so reordering never skips one.
         """
-        out: list[dict] = [None] * len(batch)  # type: ignore[list-item]
+        out: list[dict[str, Any] | None] = [None] * len(batch)
         offsets = self.ranker_offsets
         fresh: list[bool] = []
         for p in batch:
@@ -170,16 +170,25 @@ class Pipeline:
         ranker = self.ranker
         live = self.live
         to_interaction = logic.to_interaction
-        all_excludes = [logic.exclusions(p.after, p.event) for p in batch]
+        exclusions = logic.exclusions
+        afters: list[UserContext] = []
+        all_excludes: list[frozenset[str]] = []
+        for p in batch:
+            after = p.after
+            assert after is not None, "Pipeline.prepare (or the caller) fills in each event's contexts"
+            afters.append(after)
+            all_excludes.append(exclusions(after, p.event))
         # the deep model does not learn online: one forward pass serves the whole batch
-        deep_lists = ranker.deep_candidates([p.after for p in batch], all_excludes)
+        deep_lists = ranker.deep_candidates(afters, all_excludes)
         for rnd in logic.split_rounds(batch, key=lambda p: p.event.user_id):
             wave = [batch[i] for i in rnd]
             for i, p in zip(rnd, wave):
-                live.observe(p.before, p.event)
+                before = p.before
+                assert before is not None, "Pipeline.prepare (or the caller) fills in each event's contexts"
+                live.observe(before, p.event)
                 if fresh[i]:
-                    ranker.learn_one(p.before, to_interaction(p.event))
-            users = [p.after for p in wave]
+                    ranker.learn_one(before, to_interaction(p.event))
+            users = [afters[i] for i in rnd]
             excludes = [all_excludes[i] for i in rnd]
             ranked = ranker.rank_many_with_sources(
                 users, self.top_k, excludes, None if deep_lists is None else select_deep(deep_lists, rnd)
@@ -193,17 +202,18 @@ class Pipeline:
                     p.event, items, version, now, (done - p.received) * 1000.0,
                     p.purchase_probability, p.return_probability,
                 )
-        return out
+        # split_rounds puts every position of the batch in exactly one round: no slot is left None
+        return cast("list[dict[str, Any]]", out)
 
-    def prepare_deep(self, model):
+    def prepare_deep(self, model: Recommender) -> Recommender:
         """Build the serving retriever of a newly loaded deep model (call it off the event loop)."""
         return self.ranker.serving_retriever(model)
 
-    def install_deep(self, model, retriever=None) -> None:
+    def install_deep(self, model: Recommender | None, retriever: Recommender | None = None) -> None:
         """Put a deep model in service: reference assignments only, between batches."""
         self.ranker.set_deep(model, retriever)
 
-    def model_version(self) -> dict:
+    def model_version(self) -> dict[str, Any]:
         return {"deep": self.ranker.deep_version, "online": int(self.ranker.version or 0)}
 
     # -- checkpoints ------------------------------------------------------------------------------

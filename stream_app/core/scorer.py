@@ -3,7 +3,7 @@
 The ingest agent validates each record and queues it here without acknowledging it. This task
 drains the queue one micro-batch at a time: it applies the batch to the users' states (one read
 per user, one coalesced write per user to RocksDB and the changelog, see
-:mod:`stream_app.worker.userstore`), learns and ranks the whole batch in one pass, publishes the
+:class:`UserStateStore`), learns and ranks the whole batch in one pass, publishes the
 messages, and only then acknowledges the records, so a crash before publication replays them
 (at-least-once, never lost; state is applied once, by offset).
 """
@@ -18,8 +18,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from schemas import encode
-from stream_app.core import metrics, stats
+from stream_app.core.metrics import WorkerMetrics
 from stream_app.core.pipeline import Pending, Pipeline
+from stream_app.core.stats import LatencyReservoir
+from stream_app.core.store import UserStateStore
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +38,17 @@ class Scorer:
         batch_wait_ms: float = 2.0,
         queue_max: int = 2048,
         last_max: int = 100_000,
-        store=None,
+        store: UserStateStore | None = None,
         recent_max: int = 50,
         purchased_max: int = 200,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.metrics = metrics if metrics is not None else WorkerMetrics()
+        self.latencies = LatencyReservoir()
+        """Event -> recommendation latencies of the latest events (for the dashboard)."""
         self.store = store
-        """A :class:`stream_app.worker.userstore.UserStateStore`; None when the caller prepares batches."""
+        """Where users' states are read and written; None when the caller prepares batches."""
         self.recent_max = recent_max
         self.purchased_max = purchased_max
         self.batch_max = batch_max
@@ -81,7 +87,7 @@ class Scorer:
         """
         while True:
             batch = await self._next_batch()
-            metrics.QUEUE.set(self.queue.qsize())
+            self.metrics.queue.set(self.queue.qsize())
             try:
                 await self.process(batch, send, ack)
             except asyncio.CancelledError:
@@ -106,12 +112,12 @@ class Scorer:
         if self.store is not None:
             states, duplicates = self.pipeline.prepare(batch, self.store.read, self.recent_max, self.purchased_max)
             if duplicates:
-                metrics.DUPLICATES.inc(duplicates)
+                self.metrics.duplicates.inc(duplicates)
             await self.store.write(states)
         messages = self.pipeline.score(batch)
         self.busy_s += time.perf_counter() - t0
-        metrics.SCORING.observe(time.perf_counter() - t0)
-        metrics.BATCH_SIZE.observe(len(batch))
+        self.metrics.scoring.observe(time.perf_counter() - t0)
+        self.metrics.batch_size.observe(len(batch))
         for p, msg in zip(batch, messages):
             value = encode(msg)
             user = p.event.user_id
@@ -124,10 +130,10 @@ class Scorer:
         if self.last_output_at:
             self.max_gap_s = max(self.max_gap_s, now - self.last_output_at)
         self.last_output_at = now
-        stats.LATENCIES.extend([now - p.received for p in batch])
+        self.latencies.extend([now - p.received for p in batch])
         for p in batch:
-            metrics.LATENCY.observe(now - p.received)
+            self.metrics.latency.observe(now - p.received)
             await ack(p.handle)
         self.sent += len(batch)
         self.batches += 1
-        metrics.RECOMMENDATIONS.inc(len(batch))
+        self.metrics.recommendations.inc(len(batch))

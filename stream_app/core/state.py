@@ -16,11 +16,17 @@ False
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
+from models.base import EVENT_TYPES as MODEL_EVENT_TYPES
+from models.base import PURCHASED_MAX, RECENT_MAX, History, apply_interaction
 from schemas import EVENT_TYPES, Event
 
 TYPE_INDEX = {t: i for i, t in enumerate(EVENT_TYPES)}
+if tuple(EVENT_TYPES) != MODEL_EVENT_TYPES:  # ``UserState.counts`` is stored in this order
+    raise ImportError(f"schemas.EVENT_TYPES {EVENT_TYPES} differ from models.base.EVENT_TYPES {MODEL_EVENT_TYPES}")
 
 
 class UserState(msgspec.Struct, gc=False):
@@ -41,7 +47,7 @@ class UserState(msgspec.Struct, gc=False):
     return_probability: float | None = None
     """Online estimate that the user comes back within the return horizon."""
 
-    def to_json(self, user_id: str) -> dict:
+    def to_json(self, user_id: str) -> dict[str, Any]:
         """The public view served by ``GET /users/{id}/state``."""
         return {
             "user_id": user_id,
@@ -74,26 +80,27 @@ def apply_event(
     state: UserState,
     event: Event,
     offset: int,
-    recent_max: int = 50,
-    purchased_max: int = 200,
+    recent_max: int = RECENT_MAX,
+    purchased_max: int = PURCHASED_MAX,
 ) -> tuple[UserState, bool]:
-    """Return ``(new_state, applied)``; ``applied`` is False for an event already in the state."""
+    """Return ``(new_state, applied)``; ``applied`` is False for an event already in the state.
+
+    The transition itself is :func:`models.base.apply_interaction`, shared with the models'
+    :meth:`~models.base.UserContext.after`.
+    """
     if offset <= state.offset:
         return state, False
-    counts = list(state.counts)
-    counts[TYPE_INDEX[event.type]] += 1
-    recent = state.recent[-(recent_max - 1):] if recent_max > 1 else []
-    recent.append(event.item_id)
-    purchased = state.purchased
-    if event.type == "purchase" and event.item_id not in purchased:
-        purchased = (purchased + [event.item_id])[-purchased_max:]
+    h = apply_interaction(
+        History(state.recent, state.purchased, state.counts, state.first_ts, state.last_ts),
+        event.item_id, event.type, event.ts, recent_max, purchased_max,
+    )
     new = msgspec.structs.replace(
         state,
-        counts=counts,
-        recent=recent,
-        purchased=purchased,
+        counts=h.counts,
+        recent=h.recent,
+        purchased=h.purchased,
         offset=offset,
-        first_ts=event.ts if state.first_ts is None else state.first_ts,
-        last_ts=event.ts,
+        first_ts=h.first_ts,
+        last_ts=h.last_ts,
     )
     return new, True

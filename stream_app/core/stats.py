@@ -23,8 +23,9 @@ import math
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["LATENCIES", "LatencyReservoir", "Reading", "Sample", "StatsCollector", "percentile"]
+__all__ = ["LatencyReservoir", "Reading", "Sample", "StatsCollector", "percentile"]
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -79,10 +80,6 @@ class LatencyReservoir:
         return len(self._ring)
 
 
-LATENCIES = LatencyReservoir()
-"""The worker's reservoir: the scorer records event-to-recommendation latencies here."""
-
-
 @dataclass(slots=True)
 class Reading:
     """Cumulative counters and current gauges of a worker at wall-clock time ``t``."""
@@ -101,7 +98,8 @@ class Reading:
     lag: dict[int, int] = field(default_factory=dict)
     dlq: dict[str, int] = field(default_factory=dict)
     """Dead-lettered records by reason (cumulative)."""
-    quality: dict = field(default_factory=dict)
+    quality: dict[str, float] = field(default_factory=dict)
+    """Live quality figures (``judged``, ``hr@10``, ``ndcg@10``, ...); empty when unknown."""
 
 
 @dataclass(slots=True)
@@ -144,7 +142,7 @@ class StatsCollector:
             raise ValueError(f"need 0 < interval_s <= window_s, got interval_s={interval_s}, window_s={window_s}")
         self.window_s = window_s
         self.interval_s = interval_s
-        self.samples: deque[Sample] = deque(maxlen=max(1, int(round(window_s / interval_s))))
+        self.samples: deque[Sample] = deque(maxlen=max(1, round(window_s / interval_s)))
         self.latencies = latencies if latencies is not None else LatencyReservoir()
         self.last: Reading | None = None
         self._mark = self.latencies.total
@@ -187,13 +185,13 @@ class StatsCollector:
         self.samples.append(s)
         return s
 
-    def latency_summary(self) -> dict:
+    def latency_summary(self) -> dict[str, Any]:
         """Percentiles (ms) over the reservoir's recent latencies."""
         recent = self.latencies.recent()
         return {"p50": _ms(percentile(recent, 50)), "p95": _ms(percentile(recent, 95)),
                 "p99": _ms(percentile(recent, 99)), "count": len(recent), "total": self.latencies.total}
 
-    def current(self) -> dict:
+    def current(self) -> dict[str, Any]:
         """The latest sample and totals, small enough to fetch from every peer each second."""
         last = self.samples[-1] if self.samples else None
         r = self.last
@@ -211,10 +209,10 @@ class StatsCollector:
             "dlq_total": sum(r.dlq.values()) if r else 0,
         }
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         """Everything the dashboard draws, as JSON-ready lists aligned on ``series["t"]``."""
         samples = list(self.samples)
-        series: dict[str, list] = {"t": [round(s.t, 3) for s in samples]}
+        series: dict[str, list[Any]] = {"t": [round(s.t, 3) for s in samples]}
         for name in SERIES:
             series[name] = [getattr(s, name) for s in samples]
         series["lag_total"] = [sum(s.lag.values()) for s in samples]
@@ -234,15 +232,15 @@ class StatsCollector:
         }
 
     @staticmethod
-    def totals(summaries: Iterable[dict]) -> dict:
+    def totals(summaries: Iterable[dict[str, Any]]) -> dict[str, Any]:
         """Sum the :meth:`current` figures of several workers (p99 is the worst of them).
 
         >>> StatsCollector.totals([{"events_s": 2.0, "recs_s": 1.0, "lag": 3, "p99_ms": 4.0},
         ...                        {"events_s": 1.5, "recs_s": 1.0, "lag": 0, "p99_ms": None}])["events_s"]
         3.5
         """
-        out = {"events_s": 0.0, "recs_s": 0.0, "dlq_s": 0.0, "lag": 0, "ingested": 0, "scored": 0,
-               "dlq_total": 0, "p99_ms": None, "workers": 0}
+        out: dict[str, Any] = {"events_s": 0.0, "recs_s": 0.0, "dlq_s": 0.0, "lag": 0, "ingested": 0,
+                               "scored": 0, "dlq_total": 0, "p99_ms": None, "workers": 0}
         for s in summaries:
             out["workers"] += 1
             for k in ("events_s", "recs_s", "dlq_s", "lag", "ingested", "scored", "dlq_total"):

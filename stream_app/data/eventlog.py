@@ -4,29 +4,33 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from tqdm import tqdm
 
 from models.base import Interaction
 from schemas import InvalidEvent, decode_event
+from stream_app.kafka import KafkaTarget, as_connection, kafka_consumer
 
 log = logging.getLogger(__name__)
 
 
-def read_topic(bootstrap: str, topic: str = "events", max_events: int = 0, progress: bool = True,
-               kafka_kwargs: dict | None = None) -> list[Interaction]:
+def read_topic(kafka: KafkaTarget, topic: str = "events", max_events: int = 0, progress: bool = True,
+               kafka_kwargs: dict[str, Any] | None = None) -> list[Interaction]:
     """Every valid event now in ``topic`` (up to the end offsets seen at the start), sorted by time.
 
-    ``max_events`` keeps only the newest events (0 = all). Invalid records are skipped (the worker
-    has already dead-lettered them).
+    ``kafka`` is the connection (a bare bootstrap string means plaintext); ``kafka_kwargs`` are
+    extra consumer options. ``max_events`` keeps only the newest events (0 = all). Invalid records
+    are skipped (the worker has already dead-lettered them).
     """
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                             auto_offset_reset="earliest", **(kafka_kwargs or {}))
+    conn = as_connection(kafka)
+    consumer = kafka_consumer(conn, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+                              **(kafka_kwargs or {}))
     try:
         parts = consumer.partitions_for_topic(topic)
         if not parts:
-            raise FileNotFoundError(f"topic {topic!r} does not exist at {bootstrap}")
+            raise FileNotFoundError(f"topic {topic!r} does not exist at {conn.bootstrap}")
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
         end = consumer.end_offsets(tps)
@@ -70,4 +74,5 @@ def read_file(path: Path, fmt: str) -> list[Interaction]:
     """A dataset file as interactions, sorted by time (invalid rows raise with file and line)."""
     from stream_app.data.sources import read_events
 
-    return [Interaction(e["user_id"], e["item_id"], e["type"], float(e["ts"])) for e in read_events(path, fmt)]
+    return [Interaction(e["user_id"], e["item_id"], e["type"], float(e["ts"]))
+            for e in read_events(path, fmt) if isinstance(e, dict)]  # errors="raise": every row is a dict

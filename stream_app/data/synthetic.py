@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +65,7 @@ def generate(
     new_item_rate: float = 0.002,
     n_tastes: int | None = None,
     events_per_second: float = 100.0,
-) -> Iterator[dict]:
+) -> Iterator[dict[str, Any]]:
     """Yield ``n_events`` contract event dicts (see the module doc); the same seed gives the same stream.
 
     ``n_items`` is the initial catalogue; new items are added on top of it. ``n_tastes``
@@ -84,7 +85,9 @@ def generate(
     return _stream(n_events, n_users, n_items, n_tastes, seed, start_ts, new_item_rate, events_per_second)
 
 
-def _catalogue(n_items: int, n_tastes: int, np_rng: np.random.Generator):
+def _catalogue(
+    n_items: int, n_tastes: int, np_rng: np.random.Generator
+) -> tuple[list[int], list[list[int]], list[float], list[list[int]], list[float]]:
     # Tastes get skewed sizes; each item is in exactly one, at a random popularity rank.
     weights = 1.0 / np.arange(1, n_tastes + 1) ** 0.5
     taste_of = np.concatenate([np.arange(n_tastes), np_rng.choice(n_tastes, n_items - n_tastes, p=weights / weights.sum())])
@@ -108,7 +111,10 @@ def _catalogue(n_items: int, n_tastes: int, np_rng: np.random.Generator):
     return taste_of.tolist(), members, prices, related, level.tolist()
 
 
-def _stream(n_events, n_users, n_items, n_tastes, seed, start_ts, new_item_rate, events_per_second):
+def _stream(n_events: int, n_users: int, n_items: int, n_tastes: int, seed: int, start_ts: float,
+            new_item_rate: float, events_per_second: float) -> Iterator[dict[str, Any]]:
+    # One long loop on purpose: the generator's whole state lives in local variables and the
+    # per-event work stays inline, so producing a stream costs little next to sending it.
     np_rng = np.random.default_rng(seed)
     rnd = random.Random(seed)
     rand = rnd.random
@@ -120,7 +126,7 @@ def _stream(n_events, n_users, n_items, n_tastes, seed, start_ts, new_item_rate,
 
     k_slots = min(MAX_CONCURRENT_SESSIONS, n_users)
     # A session: [user index, session id, taste, current item, funnel stage]
-    slots: list[list | None] = [None] * k_slots
+    slots: list[list[Any] | None] = [None] * k_slots
     active: set[int] = set()
     n_sessions = 0
     rate = float(events_per_second)
@@ -128,7 +134,7 @@ def _stream(n_events, n_users, n_items, n_tastes, seed, start_ts, new_item_rate,
     prefix = f"syn-{seed}-"
     sess_prefix = f"s-{seed}-"
 
-    def new_session() -> list:
+    def new_session() -> list[Any]:
         nonlocal n_sessions
         for _ in range(4):  # prefer a user with no open session
             u = _skewed(n_users, rand())

@@ -8,12 +8,14 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from stream_app.settings import Settings
 
 
-def _wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:
+def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -27,17 +29,17 @@ def _wait_http(url: str, timeout: float, proc: subprocess.Popen) -> None:
     raise RuntimeError(f"the worker did not answer on {url} within {timeout:.0f}s")
 
 
-def start_worker(s: Settings, log_path: Path, env_extra: dict | None = None) -> subprocess.Popen:
+def start_worker(s: Settings, log_path: Path, env_extra: dict[str, Any] | None = None) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, **(env_extra or {}))
-    log = open(log_path, "ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "stream_app", "worker"], stdout=log, stderr=subprocess.STDOUT, env=env,
-        start_new_session=True,
-    )
+    with open(log_path, "ab") as log:  # the worker gets its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "stream_app", "worker"], stdout=log, stderr=subprocess.STDOUT, env=env,
+            start_new_session=True,
+        )
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -69,7 +71,9 @@ def run_demo(s: Settings, dataset: Path | None, fmt: str, events: int, rate: flo
     from stream_app import broker
     from stream_app.cli.consume import describe
     from stream_app.cli.produce import produce_events
+    from stream_app.kafka import kafka_consumer
 
+    conn = s.kafka_connection()  # TLS / SASL options for every client of the demo
     host, port = s.broker_host_port
     print(f"[demo] starting Kafka on {host}:{port} (first run downloads it from Maven Central) ...", flush=True)
     topics = s.topic_partitions()
@@ -90,6 +94,7 @@ def run_demo(s: Settings, dataset: Path | None, fmt: str, events: int, rate: flo
             f"         recommendations  .venv/bin/streamrec consume",
             flush=True,
         )
+        source: Iterable[Any]
         if dataset is not None:
             from stream_app.data.sources import read_events
 
@@ -102,20 +107,18 @@ def run_demo(s: Settings, dataset: Path | None, fmt: str, events: int, rate: flo
             source, total, label = generate(events, n_users=2000, n_items=5000, seed=7), events, "synthetic stream"
         print(f"[demo] replaying {total} events from {label} at "
               f"{'full speed' if not rate else f'{rate:.0f} events/s'}; recommendations follow:", flush=True)
-        result: dict = {}
+        result: dict[str, Any] = {}
 
         def feed() -> None:
-            result["out"] = produce_events(source, s.bootstrap, rate=rate, total=total, progress=False,
-                                           kafka_kwargs=s.kafka_client_kwargs(), topic=s.events_topic)
+            result["out"] = produce_events(source, conn, rate=rate, total=total, progress=False,
+                                           topic=s.events_topic)
 
         producer = threading.Thread(target=feed, daemon=True)
         producer.start()
         trainer = threading.Thread(target=train_when_ready, args=(s, total, rate, stop), daemon=True)
         trainer.start()
-        from kafka import KafkaConsumer
-
-        consumer = KafkaConsumer(s.recommendations_topic, bootstrap_servers=s.bootstrap, group_id=None,
-                                 auto_offset_reset="latest", enable_auto_commit=False, consumer_timeout_ms=1000)
+        consumer = kafka_consumer(conn, s.recommendations_topic, group_id=None, auto_offset_reset="latest",
+                                  enable_auto_commit=False, consumer_timeout_ms=1000)
         seen, last_print, started = 0, 0.0, time.monotonic()
         while not stop.is_set():
             for record in consumer:

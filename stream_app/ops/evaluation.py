@@ -12,6 +12,7 @@ import platform
 import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -24,6 +25,10 @@ from models.retrieval.popularity import PopularityRecommender
 
 log = logging.getLogger(__name__)
 SYSTEMS = ("popularity", "cooccurrence", "online", "deep", "hybrid")
+
+
+class EvaluationError(ValueError):
+    """The events cannot be evaluated as asked (e.g. too few); the message says why in one line."""
 
 
 class NotTrainedYet(Recommender):
@@ -60,17 +65,17 @@ def run_eval(
     half_life: float | None = None,
     every: int = 1,
     progress: bool = True,
-) -> dict:
+) -> dict[str, Any]:
     """Evaluate all systems side by side in one replay; returns the contract JSON."""
     from models.deep.train import TrainConfig, train
 
     n = len(events)
     if n < 100:
-        raise ValueError(f"{dataset}: only {n} events; evaluation needs at least 100")
+        raise EvaluationError(f"{dataset}: only {n} events; evaluation needs at least 100")
     retrain_every = retrain_every or max(50, n // 5)
-    trainings: list[dict] = []
+    trainings: list[dict[str, Any]] = []
 
-    def retrain(history: Sequence[Interaction]):
+    def retrain(history: Sequence[Interaction]) -> Recommender:
         t0 = time.perf_counter()
         result = train(list(history), TrainConfig(epochs=epochs), device=device, progress=False)
         version = f"eval-{len(history)}"
@@ -102,7 +107,7 @@ def _cpus() -> int:
     return os.cpu_count() or 0
 
 
-def markdown_table(result: dict) -> str:
+def markdown_table(result: dict[str, Any]) -> str:
     """The result as a Markdown table (one row per system)."""
     rows = [f"**{result['dataset']}** - {result['events']:,} events, scored from event "
             f"{result['evaluated_from_event']:,}, deep model retrained every {result['retrain_every']:,} events",
@@ -117,6 +122,6 @@ def markdown_table(result: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
-def write_result(result: dict, out: Path) -> None:
+def write_result(result: dict[str, Any], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))

@@ -29,8 +29,14 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
 
 import orjson
+
+from stream_app.kafka import KafkaConnection, KafkaTarget, as_connection, kafka_consumer, kafka_producer
+
+if TYPE_CHECKING:
+    from kafka import KafkaProducer
 
 ROOT = Path(__file__).resolve().parents[2]
 # Settings for workers under test: verbose enough to debug from the log, frequent model checkpoints.
@@ -41,10 +47,11 @@ def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
-def peak_rss(pid: int) -> dict:
+def peak_rss(pid: int) -> dict[str, Any]:
     """Peak and current resident memory of a live process, from ``/proc/<pid>/status`` (bytes).
 
     >>> sorted(peak_rss(os.getpid()))
@@ -71,7 +78,10 @@ class TopicNames:
     ('x-1-recommendations', {'x-1-events': 2, 'x-1-recommendations': 2, 'x-1-dlq': 1})
     """
 
-    prefix: str
+    @property
+    def prefix(self) -> str:
+        """What every name starts with (the subclass says)."""
+        raise NotImplementedError
 
     @property
     def events(self) -> str:
@@ -97,22 +107,29 @@ class TopicNames:
         """``{topic: partitions}`` of every topic the pipeline uses."""
         return {self.events: partitions, self.recommendations: partitions, self.dlq: 1}
 
-    def create(self, bootstrap: str, partitions: int) -> None:
+    def create(self, kafka: KafkaTarget, partitions: int) -> None:
         from stream_app import broker
 
-        broker.ensure_topics(bootstrap, self.topics(partitions))
+        broker.ensure_topics(kafka, self.topics(partitions))
 
 
-def worker_env(broker_url: str, names: TopicNames, partitions: int, data_dir: Path, registry_dir: Path,
+def worker_env(broker_url: str | KafkaConnection, names: TopicNames, partitions: int, data_dir: Path, registry_dir: Path,
                **extra: str) -> dict[str, str]:
     """This process's environment with a worker pointed at ``names`` (``extra`` overrides last).
 
+    ``broker_url`` is a ``kafka://`` URL (the Kafka security variables are inherited), or a
+    connection: then every ``STREAMREC_*`` Kafka variable is set from it (TLS / SASL included).
     An inherited ``STREAMREC_AUTH_TOKEN`` is dropped: callers that want one pass it in ``extra``.
     """
-    env = dict(os.environ)
+    if isinstance(broker_url, KafkaConnection):
+        from stream_app.settings import env_with_connection
+
+        env = env_with_connection(broker_url)
+    else:
+        env = dict(os.environ)
+        env["STREAMREC_BROKER"] = broker_url
     env.pop("STREAMREC_AUTH_TOKEN", None)
     env.update(
-        STREAMREC_BROKER=broker_url,
         STREAMREC_APP_ID=names.app_id,
         STREAMREC_EVENTS_TOPIC=names.events,
         STREAMREC_RECOMMENDATIONS_TOPIC=names.recommendations,
@@ -127,9 +144,12 @@ def worker_env(broker_url: str, names: TopicNames, partitions: int, data_dir: Pa
 
 @dataclass
 class Pipeline(TopicNames):
-    """One isolated pipeline on the broker at ``bootstrap``; workers keep their data under ``root``."""
+    """One isolated pipeline on the broker at ``bootstrap``; workers keep their data under ``root``.
 
-    bootstrap: str
+    ``bootstrap`` is a ``host:port`` string (plaintext) or a connection (TLS / SASL passed to the workers too).
+    """
+
+    bootstrap: KafkaTarget
     root: Path
     name: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     partitions: int = 4
@@ -141,7 +161,8 @@ class Pipeline(TopicNames):
 
     def env(self, worker: str = "w1", **extra: str) -> dict[str, str]:
         """Environment of worker ``worker``: its own data folder, the pipeline's shared registry."""
-        return worker_env(f"kafka://{self.bootstrap}", self, self.partitions, self.root / worker,
+        broker = self.bootstrap if isinstance(self.bootstrap, KafkaConnection) else f"kafka://{self.bootstrap}"
+        return worker_env(broker, self, self.partitions, self.root / worker,
                           self.root / "registry", **{**TEST_SETTINGS, **extra})
 
     def create_topics(self) -> None:
@@ -165,7 +186,7 @@ class WorkerProc:
         self.log_path = Path(log_path)
         self.env = dict(env)
         self.env.update(STREAMREC_WEB_HOST="127.0.0.1", STREAMREC_WEB_PORT=str(self.port))
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     @property
@@ -188,7 +209,7 @@ class WorkerProc:
     def changelog(self) -> str:
         return f"{self.app_id}-user_state-changelog"
 
-    def start(self, wait: float = 120.0) -> WorkerProc:
+    def start(self, wait: float = 120.0) -> Self:
         """Start the process and wait until ``/health`` answers (stopped and an error if it does not)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
@@ -207,7 +228,7 @@ class WorkerProc:
         self.stop()
         raise RuntimeError(f"worker {self.name} not ready within {wait:.0f}s:\n{self.log_tail()}")
 
-    def health(self) -> dict | None:
+    def health(self) -> dict[str, Any] | None:
         """The ``/health`` document, or None while the worker does not answer 200."""
         status, body = self.get("/health", timeout=1)
         return orjson.loads(body) if status == 200 else None
@@ -226,14 +247,14 @@ class WorkerProc:
     def kill9(self) -> float:
         """SIGKILL the worker (no shutdown of any kind); return the wall-clock time of the kill."""
         at = time.time()
-        if self.alive:
+        if self.alive and self.proc is not None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         return at
 
     def stop(self) -> None:
         """SIGTERM and wait for a clean shutdown (SIGKILL after 30 s)."""
-        if self.alive:
+        if self.alive and self.proc is not None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(30)
@@ -242,7 +263,7 @@ class WorkerProc:
 
     def rss_mb(self) -> float | None:
         """Resident memory of the worker process, MiB (None when it is not running)."""
-        rss = peak_rss(self.proc.pid).get("rss_bytes") if self.alive else None
+        rss = peak_rss(self.proc.pid).get("rss_bytes") if self.alive and self.proc is not None else None
         return None if rss is None else rss / (1024.0 * 1024.0)
 
     def log_text(self) -> str:
@@ -260,16 +281,14 @@ class WorkerProc:
         return [line for line in self.log_text().splitlines() if any(t in line for t in tags)]
 
 
-def producer(bootstrap: str, **kw):
+def producer(kafka: KafkaTarget, **kw: Any) -> KafkaProducer:
     """A ``KafkaProducer`` that waits for every replica (``acks=all``); ``kw`` adds options."""
-    from kafka import KafkaProducer
-
-    return KafkaProducer(bootstrap_servers=bootstrap, **{"acks": "all", "linger_ms": 5, **kw})
+    return kafka_producer(as_connection(kafka), **{"acks": "all", "linger_ms": 5, **kw})
 
 
-def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]) -> int:
+def produce(kafka: KafkaTarget, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]) -> int:
     """Send raw ``(key, value)`` records and wait until all are acknowledged; return how many."""
-    p = producer(bootstrap, max_request_size=4 * 1024 * 1024)
+    p = producer(kafka, max_request_size=4 * 1024 * 1024)
     futures = [p.send(topic, key=key, value=value) for key, value in records]
     p.flush(120)
     for f in futures:
@@ -278,27 +297,27 @@ def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, by
     return len(futures)
 
 
-def event(i: int, user: str, item: str, typ: str = "click", ts: float | None = None) -> dict:
+def event(i: int, user: str, item: str, typ: str = "click", ts: float | None = None) -> dict[str, Any]:
     """Event number ``i`` as a JSON-ready dict (``ts`` defaults to a fixed epoch plus ``i`` seconds)."""
     return {"event_id": f"e-{i}", "user_id": user, "item_id": item, "type": typ,
             "ts": ts if ts is not None else 1_700_000_000.0 + i}
 
 
-def send_events(bootstrap: str, topic: str, events: Iterable[dict]) -> int:
+def send_events(kafka: KafkaTarget, topic: str, events: Iterable[dict[str, Any]]) -> int:
     """Send event dicts as JSON keyed by user id; wait for every acknowledgement."""
-    return produce(bootstrap, topic, ((ev["user_id"].encode(), orjson.dumps(ev)) for ev in events))
+    return produce(kafka, topic, ((ev["user_id"].encode(), orjson.dumps(ev)) for ev in events))
 
 
-def read_records(bootstrap: str, topic: str, expect: int, timeout: float = 60.0, linger: float = 2.0) -> list:
+def read_records(kafka: KafkaTarget, topic: str, expect: int, timeout: float = 60.0, linger: float = 2.0) -> list[Any]:
     """Every record of ``topic`` from the start: until ``expect`` arrived (or ``timeout``), then ``linger`` more.
 
     The linger is there so that records beyond ``expect`` (duplicates, say) show up to the caller.
     """
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                      auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024)
-    out: list = []
+    c = kafka_consumer(as_connection(kafka), group_id=None, enable_auto_commit=False,
+                       auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024)
+    out: list[Any] = []
     try:
         parts = c.partitions_for_topic(topic) or set()
         c.assign([TopicPartition(topic, p) for p in parts])

@@ -1,72 +1,44 @@
-"""The worker's web views: per-user look-ups, Prometheus metrics, health, and the dashboard.
+"""Per-user look-ups: ``GET /users/{user_id}/state`` and ``GET /users/{user_id}/recommendations``.
 
-Every view but ``/metrics`` and ``/health`` requires ``Authorization: Bearer <token>`` when
-``STREAMREC_AUTH_TOKEN`` is set. User look-ups are answered by the worker that owns the user's
-partition (other workers redirect there).
+Answered by the worker that owns the user's partition (other workers redirect there). Both
+require ``Authorization: Bearer <token>`` when ``STREAMREC_AUTH_TOKEN`` is set.
 """
 
 from __future__ import annotations
 
-import hmac
-from functools import wraps
+from typing import TYPE_CHECKING
 
-from faust.web import View
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from faust.web import Request, Response, View
 
-from stream_app.core import metrics
 from stream_app.core.state import decode_state
-from stream_app.settings import get_settings
-from stream_app.worker.agents import scorer
-from stream_app.worker.app import app
-from stream_app.worker.tables import user_state
+from stream_app.web.auth import authorized
 
-settings = get_settings()
+if TYPE_CHECKING:
+    from stream_app.worker.build import Worker
 
 
-def authorized(view):
-    """Require the bearer token (when one is configured)."""
+def register_user_views(w: Worker) -> None:
+    app, table, scorer = w.app, w.user_state, w.scorer
+    guard = authorized(w.settings.auth_token)
+    # ``self: View`` below: Faust's route decorators take handlers of any View, not of a subclass
 
-    @wraps(view)
-    async def wrapper(self, request, *args, **kwargs):
-        token = settings.auth_token
-        if token:
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return self.json({"error": "missing or wrong bearer token"}, status=401)
-        return await view(self, request, *args, **kwargs)
+    class UserStateView(View):
+        @guard
+        @app.table_route(table=table, match_info="user_id")
+        async def get(self: View, request: Request, user_id: str) -> Response:
+            raw = table.get(user_id.encode())
+            if raw is None:
+                return self.json({"error": f"no state for user {user_id!r}"}, status=404)
+            return self.json(decode_state(raw).to_json(user_id))
 
-    return wrapper
+    class UserRecommendationsView(View):
+        @guard
+        @app.table_route(table=table, match_info="user_id")
+        async def get(self: View, request: Request, user_id: str) -> Response:
+            raw = scorer.last_recommendation(user_id)
+            if raw is None:
+                return self.json({"error": f"no recommendation sent to user {user_id!r} by this worker"}, status=404)
+            return self.bytes(raw, content_type="application/json")
 
-
-@app.page("/users/{user_id}/state")
-class UserStateView(View):
-    @authorized
-    @app.table_route(table=user_state, match_info="user_id")
-    async def get(self, request, user_id: str):
-        raw = user_state.get(user_id.encode())
-        if raw is None:
-            return self.json({"error": f"no state for user {user_id!r}"}, status=404)
-        return self.json(decode_state(raw).to_json(user_id))
-
-
-@app.page("/users/{user_id}/recommendations")
-class UserRecommendationsView(View):
-    @authorized
-    @app.table_route(table=user_state, match_info="user_id")
-    async def get(self, request, user_id: str):
-        raw = scorer.last_recommendation(user_id)
-        if raw is None:
-            return self.json({"error": f"no recommendation sent to user {user_id!r} by this worker"}, status=404)
-        return self.bytes(raw, content_type="application/json")
-
-
-@app.page("/metrics")
-class MetricsView(View):
-    async def get(self, request):
-        return self.bytes(generate_latest(metrics.REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])
-
-
-@app.page("/health")
-class HealthView(View):
-    async def get(self, request):
-        return self.json({"status": "ok", "scored": scorer.sent})
+    app.page("/users/{user_id}/state")(UserStateView)
+    app.page("/users/{user_id}/recommendations")(UserRecommendationsView)

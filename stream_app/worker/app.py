@@ -1,39 +1,40 @@
-"""The Faust application: broker, RocksDB store, web server and Kafka security, all from settings."""
+"""The Faust application of one worker: broker, RocksDB store, web server and Kafka security.
+
+:func:`create_app` only builds the object; nothing connects until the worker starts.
+"""
 
 from __future__ import annotations
 
-import ssl
+from typing import Any
 
 import faust
 from faust.auth import SASLCredentials
 
-from stream_app.settings import Settings, get_settings
+from stream_app.core.metrics import WorkerMetrics
+from stream_app.kafka import KafkaConnection
+from stream_app.settings import Settings
 from stream_app.worker import faust_internals
 
 
-def _credentials(s: Settings):
-    """Kafka TLS / SASL credentials for Faust, or None for plaintext."""
-    if s.security_protocol == "PLAINTEXT":
+def faust_credentials(conn: KafkaConnection) -> Any:
+    """Kafka TLS / SASL credentials in Faust's terms, or None for plaintext."""
+    if conn.security_protocol == "PLAINTEXT":
         return None
-    context = None
-    if s.security_protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=str(s.ssl_cafile) if s.ssl_cafile else None)
-        if s.ssl_certfile:
-            context.load_cert_chain(str(s.ssl_certfile), str(s.ssl_keyfile) if s.ssl_keyfile else None)
-    if s.security_protocol == "SSL":
+    context = conn.ssl_context()
+    if conn.security_protocol == "SSL":
         return faust.SSLCredentials(context)
+    password = conn.sasl_password.get_secret_value() if conn.sasl_password is not None else None
     return SASLCredentials(
-        username=s.sasl_username, password=s.sasl_password, ssl_context=context, mechanism=s.sasl_mechanism
+        username=conn.sasl_username, password=password, ssl_context=context, mechanism=conn.sasl_mechanism
     )
 
 
-def create_app(s: Settings | None = None) -> faust.App:
-    s = s or get_settings()
-    faust_internals.install([s.events_topic])  # rewind uncommitted partitions; never commit unprocessed events
-    return faust.App(
+def create_app(s: Settings, metrics: WorkerMetrics) -> faust.App:
+    """A Faust app for ``s`` (raw keys and values: the agents validate records themselves)."""
+    app = faust.App(
         s.app_id,
         broker=s.broker,
-        broker_credentials=_credentials(s),
+        broker_credentials=faust_credentials(s.kafka_connection()),
         store="rocksdb://",
         datadir=str(s.data_dir / "faust"),
         topic_partitions=s.events_partitions,
@@ -67,6 +68,6 @@ def create_app(s: Settings | None = None) -> faust.App:
         producer_linger=s.producer_linger_ms / 1000.0,
         producer_max_batch_size=256 * 1024,
     )
-
-
-app = create_app()
+    # rewind uncommitted partitions; never commit unprocessed events
+    faust_internals.install([s.events_topic], app=app, metrics=metrics)
+    return app

@@ -5,6 +5,10 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stream_app.core.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +33,7 @@ class CheckpointStore:
         except FileNotFoundError:
             return None
 
-    def restore_into(self, pipeline) -> bool:
+    def restore_into(self, pipeline: Pipeline) -> bool:
         """Load the last checkpoint into ``pipeline``; a damaged file is logged and set aside."""
         data = self.read()
         if data is None:

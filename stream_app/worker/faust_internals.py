@@ -1,5 +1,10 @@
-"""Two fixes to the offset handling of Faust's consumer: commit nothing that is not processed, and
-rewind partitions that have no committed offset yet.
+"""Every touch of a Faust or aiokafka private attribute, in one module that checks them at start.
+
+:func:`check` runs before a worker is built: on a Faust whose internals differ from what this
+module knows (faust-streaming 0.15.x), the worker refuses to start with one line instead of
+misbehaving later. The RocksDB store accessors (:func:`rocks_db`, :func:`open_rocks_db`) serve
+the state backend; the rest are two fixes to the offset handling of Faust's consumer: commit
+nothing that is not processed, and rewind partitions that have no committed offset yet.
 
 **Rewind.** During a rebalance Faust discards records it has already taken from the Kafka client
 and relies on "seek to the committed offset" to fetch them again. The client skips that seek when
@@ -54,14 +59,62 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Collection, Iterable
 from typing import Any
 
-from stream_app.core import metrics
+from stream_app.core.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
 _LOG_EVERY_S = 10.0
+SUPPORTED = "0.15."
+"""The faust-streaming versions whose internals this module was checked against."""
+
+
+class FaustVersionError(RuntimeError):
+    """The installed Faust lacks an internal the worker relies on."""
+
+
+def _needed() -> list[tuple[Any, str]]:
+    from faust.stores.rocksdb import Store
+    from faust.transport.consumer import Consumer, ThreadDelegateConsumer
+
+    return [
+        (Consumer, "_filter_committable_offsets"),
+        (ThreadDelegateConsumer, "seek_to_committed"),
+        (Store, "_db_for_partition"),
+    ]
+
+
+def check() -> None:
+    """Raise :class:`FaustVersionError` (one line) unless the internals used here exist.
+
+    >>> check()  # the pinned faust-streaming has them
+    """
+    import faust
+
+    version = getattr(faust, "__version__", "unknown")
+    missing = [f"{cls.__name__}.{name}" for cls, name in _needed() if not hasattr(cls, name)]
+    if missing or not str(version).startswith(SUPPORTED):
+        raise FaustVersionError(
+            f"faust-streaming {version} is not supported (checked against {SUPPORTED}x"
+            + (f"; missing {', '.join(missing)}" if missing else "")
+            + "): install the version pinned in pyproject.toml"
+        )
+
+
+def rocks_db(table: Any, partition: int) -> Any:
+    """The RocksDB database of ``partition`` behind a Faust table (opened if needed)."""
+    return table.data._db_for_partition(partition)
+
+
+def open_rocks_db(table: Any, partition: int) -> Any | None:
+    """The database of ``partition`` if it is open now (None once the partition was revoked)."""
+    return table.data._dbs.get(partition)
+
+
+_METRICS: weakref.WeakKeyDictionary[Any, WorkerMetrics] = weakref.WeakKeyDictionary()
 
 
 def has_hole(committed: int | None, lowest_acked: int, gaps: Any) -> bool:
@@ -92,9 +145,9 @@ def clamp(offset: int, pending_floor: int | None, committed: int | None) -> int 
     return pending_floor
 
 
-def pending_floors(messages: Iterable[Any], tps: set) -> dict:
+def pending_floors(messages: Iterable[Any], tps: set[Any]) -> dict[Any, int]:
     """The lowest offset per partition among delivered messages that are not acknowledged yet."""
-    floors: dict = {}
+    floors: dict[Any, int] = {}
     for m in list(messages):
         if m.acked:
             continue
@@ -110,12 +163,14 @@ class _Counters:
         self.holes = 0
         self._last_log = 0.0
 
-    def note(self, what: str, tp: Any, detail: str) -> None:
+    def note(self, what: str, tp: Any, detail: str, app: Any = None) -> None:
         if what == "hole":
             self.holes += 1
         else:
             self.held_back += 1
-        metrics.COMMITS_HELD_BACK.labels(what).inc()
+        metrics = _METRICS.get(app) if app is not None else None
+        if metrics is not None:
+            metrics.commits_held_back.labels(what).inc()
         now = time.monotonic()
         if now - self._last_log >= _LOG_EVERY_S:
             self._last_log = now
@@ -126,16 +181,16 @@ counters = _Counters()
 _REWIND_TOPICS: set[str] = set()
 
 
-def _install_rewind(consumer_cls) -> None:
+def _install_rewind(consumer_cls: Any) -> None:
     original = consumer_cls.seek_to_committed
 
-    async def seek_to_committed(self):
+    async def seek_to_committed(self: Any) -> Any:
         committed = await original(self)
         # The client only seeks to committed offsets above 0. A partition with nothing committed
         # and nothing handed to the streams since its assignment may have had records taken and
         # discarded: it goes back to its start. One whose records reached the streams keeps its
         # position (going back would deliver them twice; the ingest agent reads back any it
-        # finds skipped, see stream_app/gaps.py).
+        # finds skipped, see stream_app/worker/readback.py).
         fresh = [tp for tp, offset in committed.items()
                  if not offset and tp.topic in _REWIND_TOPICS and self._read_offset.get(tp) is None]
         if fresh:
@@ -145,51 +200,55 @@ def _install_rewind(consumer_cls) -> None:
     consumer_cls.seek_to_committed = seek_to_committed
 
 
-def install(stream_topics: Collection[str] = ()) -> bool:
+def install(stream_topics: Collection[str] = (), app: Any = None, metrics: WorkerMetrics | None = None) -> bool:
     """Install both fixes (once per process); True if they were installed now.
 
     ``stream_topics``: the topics whose partitions are rewound to their first offset when they
-    have no committed offset (the events topic; later calls add to the set).
+    have no committed offset (the events topic; later calls add to the set). Commits held back
+    for ``app``'s consumer are counted in ``metrics``.
     """
     from faust.transport.consumer import Consumer, ThreadDelegateConsumer
 
     _REWIND_TOPICS.update(stream_topics)
+    if app is not None and metrics is not None:
+        _METRICS[app] = metrics
     original = Consumer._filter_committable_offsets
     if getattr(original, "_streamrec_guard", False):
         return False
     _install_rewind(ThreadDelegateConsumer)
 
-    def known_committed(self, tp, remembered: dict) -> int | None:
-        committed = self._committed_offset.get(tp)
+    def known_committed(self: Any, tp: Any, remembered: dict[Any, int]) -> int | None:
+        committed: int | None = self._committed_offset.get(tp)
         if committed is None:
             return remembered.get(tp)  # Faust forgets it on revocation: use what we saw
         remembered[tp] = committed
         return committed
 
-    def guarded(self, tps):
-        remembered = self.__dict__.setdefault("_streamrec_committed", {})
-        allowed = []
+    def guarded(self: Any, tps: Iterable[Any]) -> dict[Any, int]:
+        remembered: dict[Any, int] = self.__dict__.setdefault("_streamrec_committed", {})
+        allowed: list[Any] = []
         for tp in set(tps):
             committed = known_committed(self, tp, remembered)
             acked = self._acked.get(tp)
             if acked and has_hole(committed, min(acked), self._gap.get(tp)):
-                counters.note("hole", tp, f"committed={committed} lowest acknowledged={min(acked)}")
+                counters.note("hole", tp, f"committed={committed} lowest acknowledged={min(acked)}", self.app)
                 continue
             allowed.append(tp)
-        proposed = original(self, allowed)
+        proposed: dict[Any, int] = original(self, allowed)
         if not proposed:
             return proposed
         floors = pending_floors(self._unacked_messages, set(proposed))
-        out = {}
+        out: dict[Any, int] = {}
         for tp, offset in proposed.items():
             safe = clamp(offset, floors.get(tp), known_committed(self, tp, remembered))
             if safe != offset:
-                counters.note("pending", tp, f"proposed={offset} lowest pending={floors.get(tp)}")
+                counters.note("pending", tp, f"proposed={offset} lowest pending={floors.get(tp)}", self.app)
             if safe is not None:
                 out[tp] = safe
                 remembered[tp] = safe
         return out
 
-    guarded._streamrec_guard = True  # type: ignore[attr-defined]
-    Consumer._filter_committable_offsets = guarded
+    guarded._streamrec_guard = True  # type: ignore[attr-defined]  # a marker on a plain function
+    # the monkey patch itself: mypy forbids assigning to a method of a class
+    Consumer._filter_committable_offsets = guarded  # type: ignore[method-assign]
     return True

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from stream_app.settings import Settings, get_settings
+from stream_app.broker.errors import BrokerError
+from stream_app.settings import Settings
+from stream_app.worker.tables import changelog_name
 
 
 def check_partitions(s: Settings, topics: dict[str, int] | None) -> None:
@@ -19,13 +21,10 @@ def check_partitions(s: Settings, topics: dict[str, int] | None) -> None:
     ...
     stream_app.broker.errors.BrokerError: topic 'ev' has 1 partition(s) but STREAMREC_EVENTS_PARTITIONS is 4; ...
     """
-    from stream_app.broker.errors import BrokerError
-
     if not topics:
         return
     events = topics.get(s.events_topic)
-    changelog_name = f"{s.app_id}-user_state-changelog"
-    changelog = topics.get(changelog_name)
+    changelog = topics.get(changelog_name(s))
     if events is not None and events != s.events_partitions:
         raise BrokerError(
             f"topic {s.events_topic!r} has {events} partition(s) but STREAMREC_EVENTS_PARTITIONS is "
@@ -34,27 +33,27 @@ def check_partitions(s: Settings, topics: dict[str, int] | None) -> None:
         )
     if changelog is not None and changelog != s.events_partitions:
         raise BrokerError(
-            f"state changelog {changelog_name!r} has {changelog} partition(s) but the events topic needs "
+            f"state changelog {changelog_name(s)!r} has {changelog} partition(s) but the events topic needs "
             f"{s.events_partitions}; a user's state must live on the partition of their events: use another "
             f"STREAMREC_APP_ID or delete that changelog (its state is rebuilt from the events only by a replay)"
         )
 
 
-def run_worker() -> None:
+def run_worker(s: Settings | None = None) -> None:
+    """Check Faust and the topics, build the worker, restore its models and run it until stopped."""
     import faust
-
-    from stream_app.web.users import dashboard  # noqa: F401  (the operator dashboard and /api/stats)
-    from stream_app.worker.app import app
-    from stream_app.worker.run import agents  # noqa: F401  (registers agents, tasks and views)
-
-    s = get_settings()
-    from stream_app.broker.topics import probe
-
-    check_partitions(s, probe(s.bootstrap, timeout=5.0))
-    s.data_dir.mkdir(parents=True, exist_ok=True)
     import torch
 
+    from stream_app.broker.topics import probe
+    from stream_app.worker import faust_internals
+    from stream_app.worker.build import build_worker
+
+    s = s if s is not None else Settings()
+    faust_internals.check()
+    check_partitions(s, probe(s.kafka_connection(), timeout=5.0))
+    s.data_dir.mkdir(parents=True, exist_ok=True)
     # OpenMP threads spin while they wait: on a machine shared with Kafka one thread scores faster
     torch.set_num_threads(s.torch_threads)
-    worker = faust.Worker(app, loglevel=s.log_level, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    w = build_worker(s)
+    w.restore()
+    faust.Worker(w.app, loglevel=s.log_level, redirect_stdouts=False).execute_from_commandline()

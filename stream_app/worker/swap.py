@@ -12,9 +12,14 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from models.base import UserContext
-from stream_app.core import metrics
+from models.base import Recommender, UserContext
+from stream_app.core.metrics import WorkerMetrics
+
+if TYPE_CHECKING:  # the registry imports torch: keep it off the import path until a model loads
+    from models.deep.model import DeepRecommender
+    from models.deep.registry import Registry
 
 log = logging.getLogger(__name__)
 LOAD_SWITCH_INTERVAL_S = 0.0005
@@ -28,13 +33,15 @@ GOLDEN_USERS = [
 class ModelWatcher:
     """Polls the registry's promoted version and swaps it into a :class:`Pipeline`."""
 
-    def __init__(self, pipeline, registry_root: Path, history: int = 50) -> None:
+    def __init__(self, pipeline: Any, registry_root: Path, history: int = 50,
+                 metrics: WorkerMetrics | None = None) -> None:
         self.pipeline = pipeline
+        self.metrics = metrics if metrics is not None else WorkerMetrics()
         self.registry_root = Path(registry_root)
-        self.history: deque[dict] = deque(maxlen=history)
-        self.previous = None
+        self.history: deque[dict[str, Any]] = deque(maxlen=history)
+        self.previous: Recommender | None = None
         self.refused: set[str] = set()
-        self._registry = None
+        self._registry: Registry | None = None
         self._last_problem: str | None = None
 
     @property
@@ -42,15 +49,15 @@ class ModelWatcher:
         deep = self.pipeline.ranker.deep
         return deep.version if deep is not None else None
 
-    def _load_checked(self, version: str):
+    def _load_checked(self, version: str) -> tuple[DeepRecommender, Any]:
         """Runs in a worker thread: verify, load, check finite scores, warm up."""
         from models.deep.registry import Registry
 
         if self._registry is None:
             self._registry = Registry(self.registry_root)
         model = self._registry.load(version)
-        golden = GOLDEN_USERS + [
-            UserContext("golden-known", recent_items=tuple(model.vocab_items()[:5]))
+        golden = [
+            *GOLDEN_USERS, UserContext("golden-known", recent_items=tuple(model.vocab_items()[:5]))
         ] if hasattr(model, "vocab_items") else GOLDEN_USERS
         model.check(golden)
         model.rank_many(golden, 10, [frozenset()] * len(golden))  # warm-up
@@ -92,7 +99,7 @@ class ModelWatcher:
                 sys.setswitchinterval(switch)
         except Exception as exc:
             self.refused.add(wanted)
-            metrics.SWAPS.labels("refused").inc()
+            self.metrics.swaps.labels("refused").inc()
             self.history.append({"at": time.time(), "version": wanted, "ok": False, "reason": str(exc)})
             log.error("refused deep model %s: %s; still serving %s", wanted, exc, self.serving)
             return "refused"
@@ -102,9 +109,9 @@ class ModelWatcher:
         self.previous = self.pipeline.ranker.deep
         self.pipeline.install_deep(model, retriever)  # references only: the next batch uses the new model
         swap_ms = (time.perf_counter() - t1) * 1000
-        metrics.MODEL_INFO.clear()
-        metrics.MODEL_INFO.labels(wanted).set(1)
-        metrics.SWAPS.labels("ok").inc()
+        self.metrics.model_info.clear()
+        self.metrics.model_info.labels(wanted).set(1)
+        self.metrics.swaps.labels("ok").inc()
         self.history.append(
             {"at": time.time(), "version": wanted, "ok": True, "from": old,
              "load_s": round(load_s, 3), "swap_ms": round(swap_ms, 4)}

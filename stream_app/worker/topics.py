@@ -1,4 +1,4 @@
-"""Every topic streamrec reads or writes, declared once.
+"""Every topic a worker reads or writes, declared on its Faust app.
 
 The names default to the public contract (``events``, ``recommendations``, ``events-dlq``) and
 can be changed through settings, e.g. to run several isolated pipelines on one cluster.
@@ -6,22 +6,29 @@ can be changed through settings, e.g. to run several isolated pipelines on one c
 
 from __future__ import annotations
 
-from stream_app.settings import get_settings
-from stream_app.worker.app import app
+from dataclasses import dataclass
+from typing import Any
 
-_s = get_settings()
-EVENTS = _s.events_topic
-RECOMMENDATIONS = _s.recommendations_topic
-DLQ = _s.dlq_topic
+import faust
+
+from stream_app.settings import Settings
 
 
-def _raw_topic(name: str, partitions: int):
-    return app.topic(
-        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-        partitions=partitions,
+@dataclass(frozen=True)
+class Topics:
+    events: Any
+    """The Faust topic of incoming events (raw bytes)."""
+    recommendations: str
+    dlq: str
+
+    @property
+    def events_name(self) -> str:
+        return str(self.events.get_topic_name())
+
+
+def declare_topics(app: faust.App, s: Settings) -> Topics:
+    events = app.topic(
+        s.events_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+        partitions=s.events_partitions,
     )
-
-
-events_topic = _raw_topic(EVENTS, _s.events_partitions)
-recommendations_topic = _raw_topic(RECOMMENDATIONS, _s.events_partitions)
-dlq_topic = _raw_topic(DLQ, 1)
+    return Topics(events=events, recommendations=s.recommendations_topic, dlq=s.dlq_topic)

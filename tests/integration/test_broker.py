@@ -36,7 +36,7 @@ def _free_pair(start: int = 39192) -> int:
     for port in range(start, start + 200, 2):
         if _free(port) and _free(port + 1):
             return port
-    raise RuntimeError("no free port pair near %d" % start)
+    raise RuntimeError(f"no free port pair near {start}")
 
 
 def _exited(pid: int) -> bool:

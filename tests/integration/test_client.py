@@ -174,9 +174,9 @@ def test_invalid_recommendation_raises_or_is_counted(broker):
         raw.send_raw(b"u-2", json.dumps(_rec("u-2", "e-2", ["i-9"])).encode())
         raw.flush()
 
-    with RecommendationConsumer(broker, topic="recs-bad", idle_timeout_s=5.0) as consumer:
-        with pytest.raises(ValueError, match=r"invalid recommendation at recs-bad\[0\]@0"):
-            list(consumer)
+    with (RecommendationConsumer(broker, topic="recs-bad", idle_timeout_s=5.0) as consumer,
+          pytest.raises(ValueError, match=r"invalid recommendation at recs-bad\[0\]@0")):
+        list(consumer)
 
     with RecommendationConsumer(broker, topic="recs-bad", idle_timeout_s=10.0, errors="skip") as consumer:
         got = next(iter(consumer))  # the two bad ones come first and are skipped

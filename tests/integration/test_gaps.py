@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import tempfile
 import uuid
-
-os.environ.setdefault("STREAMREC_DATA_DIR", tempfile.mkdtemp(prefix="streamrec-gaps-"))
 
 import orjson
 import pytest
 
 from stream_app import broker
 from stream_app.core.state import decode_state
+from stream_app.kafka import KafkaConnection
 from stream_app.ops.testbed import producer
-from stream_app.worker.readback import OffsetTracker, fetch_range, start_offsets
+from stream_app.settings import Settings
+from stream_app.worker.readback import fetch_range, start_offsets
 
 pytestmark = pytest.mark.integration
 
@@ -34,11 +32,11 @@ def test_fetch_range_reads_exactly_the_offsets_asked_for(kafka):
     broker.ensure_topics(kafka, {topic: 2})
     offsets = _produce(kafka, topic, 1, [(b"k", f"v{i}".encode()) for i in range(20)])
     assert offsets == list(range(20))
-    recs = fetch_range(kafka, topic, 1, 5, 12)
+    recs = fetch_range(KafkaConnection(kafka), topic, 1, 5, 12)
     assert [r.offset for r in recs] == list(range(5, 12))
     assert [r.value for r in recs] == [f"v{i}".encode() for i in range(5, 12)]
-    assert [r.offset for r in fetch_range(kafka, topic, 1, 19, 20)] == [19]
-    assert fetch_range(kafka, topic, 0, 0, 0) == []
+    assert [r.offset for r in fetch_range(KafkaConnection(kafka), topic, 1, 19, 20)] == [19]
+    assert fetch_range(KafkaConnection(kafka), topic, 0, 0, 0) == []
 
 
 def test_start_offsets_are_the_committed_ones_or_the_first(kafka):
@@ -54,36 +52,35 @@ def test_start_offsets_are_the_committed_ones_or_the_first(kafka):
     c.commit({TopicPartition(topic, 0): OffsetAndMetadata(3, "", -1)})
     c.close()
     # partition 0 resumes at its committed offset; 1 and 2 (nothing committed) at their first
-    assert start_offsets(kafka, group, topic, 3) == {0: 3, 1: 0, 2: 0}
+    assert start_offsets(KafkaConnection(kafka), group, topic, 3) == {0: 3, 1: 0, 2: 0}
 
 
-async def test_the_agent_processes_skipped_offsets_before_the_event_after_them(kafka, monkeypatch):
-    from stream_app.worker import agents
+async def test_the_agent_processes_skipped_offsets_before_the_event_after_them(kafka, tmp_path):
+    from stream_app.worker.build import build_worker
     from tests.unit.stream_app.worker.test_agents import Recorder, drain
 
     outbox = Recorder()
-    monkeypatch.setattr(agents, "outbox", outbox)
-    monkeypatch.setattr(agents, "offsets", OffsetTracker())
-    monkeypatch.setattr(agents.settings, "broker", f"kafka://{kafka}")
-    topic = agents.events_topic.get_topic_name()
-    broker.ensure_topics(kafka, {topic: agents.settings.events_partitions})
+    topic = f"gaps-{uuid.uuid4().hex[:6]}"
+    w = build_worker(Settings(broker=f"kafka://{kafka}", data_dir=tmp_path, events_topic=topic,
+                              app_id=f"gaps-{uuid.uuid4().hex[:6]}"), outbox=outbox)
+    broker.ensure_topics(kafka, {topic: w.settings.events_partitions})
     user = f"u-gap-{uuid.uuid4().hex[:6]}"
     events = [orjson.dumps({"event_id": f"g-{i}", "user_id": user, "item_id": f"i-{i}", "type": "view",
                             "ts": 100.0 + i}) for i in range(4)]
     offsets = _produce(kafka, topic, 0, [(user.encode(), v) for v in events])
 
-    async with agents.ingest.test_context() as agent:
+    async with w.ingest_agent.test_context() as agent:
         # the consumer delivers the first and the last record; the two between are skipped
         agent.sent_offset = offsets[0]
         await agent.put(value=events[0], key=user.encode(), partition=0)
         agent.sent_offset = offsets[3]
         await agent.put(value=events[3], key=user.encode(), partition=0)
         for _ in range(400):  # the agent reads the skipped records in a thread, then queues all three
-            if agents.scorer.queue.qsize() >= 4:
+            if w.scorer.queue.qsize() >= 4:
                 break
             await asyncio.sleep(0.05)
-        recs = await drain(outbox)
-        state = decode_state(agents.user_state.get(user.encode()))
+        recs = await drain(w, outbox)
+        state = decode_state(w.user_state.get(user.encode()))
 
     assert [r["event_id"] for r in recs] == ["g-0", "g-1", "g-2", "g-3"]
     assert state.counts[0] == 4 and state.recent[-4:] == ["i-0", "i-1", "i-2", "i-3"]

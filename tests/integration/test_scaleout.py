@@ -102,7 +102,7 @@ def test_two_workers_produce_what_one_worker_produces(pipeline, workers, kafka, 
 
 def test_kill9_of_one_worker_hands_its_partitions_over_with_state(pipeline, workers, kafka):
     # The takeover is two quick rebalances, the path where Faust's consumer can skip a record or
-    # commit past queued ones (stream_app/gaps.py and stream_app/consumer_fixes.py say how, and
+    # commit past queued ones (stream_app/worker/readback.py and stream_app/worker/faust_internals.py say how, and
     # what the worker does about it): every event must get its recommendation, every user's state
     # must equal a replay of the log.
     rng = random.Random(6)

@@ -3,6 +3,7 @@ artifact is refused, and the output never stops."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -83,14 +84,14 @@ def test_promotion_swaps_under_load_and_a_corrupt_artifact_is_refused(pipeline, 
     # the output never stalled around the swap: its largest gap is no worse than the run's usual
     # scheduling noise on a shared machine (a load on the event loop would show as a long stall)
     stamps = [ts / 1000 for ts, _ in msgs]
-    gaps = list(zip(stamps, stamps[1:]))
+    gaps = list(itertools.pairwise(stamps))
     around = [b - a for a, b in gaps if swapped_at - 0.5 <= a <= swapped_at + 2.5]
     elsewhere = [b - a for a, b in gaps
                  if stamps[0] + 1 < a and not swapped_at - 1 <= a <= swapped_at + 3 and b < stamps[-1] - 1]
     assert around and elsewhere
     assert max(around) < max(0.5, 1.5 * max(elsewhere)), (max(around), max(elsewhere))
 
-    status, body = w.get("/metrics")
+    _, body = w.get("/metrics")
     text = body.decode()
     assert 'streamrec_model_swaps_total{result="refused"} 1.0' in text
     assert 'streamrec_model_swaps_total{result="ok"} 1.0' in text

@@ -24,10 +24,12 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
 
+from stream_app.kafka import KafkaConnection, kafka_consumer
 from stream_app.ops.bench import load, measure, profile
 from stream_app.ops.bench.procs import ROOT, BenchGroup, Names, delete_topics, spawn_passthrough, train_model
 from stream_app.settings import Settings
@@ -49,18 +51,20 @@ def headline_items(items: Sequence[int]) -> int:
     return min(items, key=lambda n: (abs(n - 50_000), n))
 
 
-def _machine() -> dict:
+def _machine() -> dict[str, Any]:
     info = {"python": platform.python_version(), "platform": platform.platform(),
             "cpus": __import__("os").cpu_count(), "load_avg_at_start": list(__import__("os").getloadavg())}
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemTotal"):
-                info["memory_bytes"] = int(line.split()[1]) * 1024
-                break
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal"):
+                    info["memory_bytes"] = int(line.split()[1]) * 1024
+                    break
     except OSError:
         pass
     try:
@@ -80,7 +84,7 @@ def _ensure_broker(settings: Settings, log: Callable[[str], None]) -> bool:
     from stream_app import broker
     from stream_app.broker.topics import probe
 
-    if probe(settings.bootstrap, 3.0) is not None:
+    if probe(settings.kafka_connection(), 3.0) is not None:
         return False
     host, port = settings.broker_host_port
     log(f"no broker at {settings.bootstrap}; starting the local one")
@@ -88,16 +92,16 @@ def _ensure_broker(settings: Settings, log: Callable[[str], None]) -> bool:
     return True
 
 
-def _wait_output(bootstrap: str, topic: str, expect: int, timeout: float, stall_s: float = 30.0) -> int:
+def _wait_output(kafka: KafkaConnection, topic: str, expect: int, timeout: float, stall_s: float = 30.0) -> int:
     """Poll the end offsets of ``topic`` until they add up to ``expect`` (or timeout/stall); return the total."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    c = kafka_consumer(kafka, group_id=None, enable_auto_commit=False)
     try:
         tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
         deadline, last, progressed = time.monotonic() + timeout, -1, time.monotonic()
         while True:
-            total = sum(c.end_offsets(tps).values())
+            total: int = sum(c.end_offsets(tps).values())
             now = time.monotonic()
             if total != last:
                 last, progressed = total, now
@@ -108,30 +112,30 @@ def _wait_output(bootstrap: str, topic: str, expect: int, timeout: float, stall_
         c.close()
 
 
-def _read_all(bootstrap: str, topic: str, expect: int) -> list[measure.Received]:
-    col = measure.Collector(bootstrap, topic).start()
+def _read_all(kafka: KafkaConnection, topic: str, expect: int) -> list[measure.Received]:
+    col = measure.Collector(kafka, topic).start()
     col.wait(expect, timeout=max(60.0, expect / 5000.0), stall_s=10.0)
     return col.stop()
 
 
-def _produce(bootstrap: str, topic: str, pairs, rate: float, work: Path, tag: str, timeout: float,
-             during: Callable[[], None] | None = None) -> tuple[dict, np.ndarray]:
+def _produce(kafka: KafkaConnection, topic: str, pairs: list[tuple[bytes, bytes]], rate: float, work: Path, tag: str, timeout: float,
+             during: Callable[[], None] | None = None) -> tuple[dict[str, Any], np.ndarray]:
     seg = load.write_segment(work / f"{tag}.msgpack", pairs)
     times_path = work / f"{tag}-times.npy"
-    proc = load.spawn(bootstrap, topic, seg, rate, times_path)
+    proc = load.spawn(kafka, topic, seg, rate, times_path)
     if during is not None:
         during()
     summary = load.finish(proc, timeout)
     return summary, np.load(times_path)
 
 
-def _latency_run(settings: Settings, names: Names, pairs, rate: float, work: Path, tag: str,
-                 during: Callable[[], None] | None = None) -> tuple[dict, list[dict]]:
+def _latency_run(settings: Settings, names: Names, pairs: list[tuple[bytes, bytes]], rate: float, work: Path, tag: str,
+                 during: Callable[[], None] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Send ``pairs`` at ``rate`` and measure each event's recommendation as it arrives."""
-    col = measure.Collector(settings.bootstrap, names.recommendations, from_end=True).start()
+    col = measure.Collector(settings.kafka_connection(), names.recommendations, from_end=True).start()
     try:
         expected_s = len(pairs) / rate
-        summary, times = _produce(settings.bootstrap, names.events, pairs, rate, work, tag,
+        summary, times = _produce(settings.kafka_connection(), names.events, pairs, rate, work, tag,
                                   timeout=expected_s * 3 + 60, during=during)
         col.wait(len(pairs), timeout=60.0, stall_s=15.0)
     finally:
@@ -148,7 +152,7 @@ def _latency_run(settings: Settings, names: Names, pairs, rate: float, work: Pat
 def _drain_worker(settings: Settings, names: Names, work: Path, name: str, expect: int, timeout: float,
                   recs_topic: str, log: Callable[[str], None], profile_to: Path | None = None,
                   workers: int = 1, before_drain: Callable[[], None] | None = None,
-                  **env: str) -> tuple[dict, BenchGroup]:
+                  **env: str) -> tuple[dict[str, Any], BenchGroup]:
     worker = BenchGroup(settings, names, work, name, workers, STREAMREC_RECOMMENDATIONS_TOPIC=recs_topic, **env)
     worker.start()
     if before_drain is not None:  # several workers: let the group settle, then give them the backlog
@@ -158,9 +162,9 @@ def _drain_worker(settings: Settings, names: Names, work: Path, name: str, expec
     spy = profile.start(worker.pid, profile_to) if profile_to is not None and worker.pid else None
     if profile_to is not None and spy is None:
         log("  py-spy is not installed (pip install -e '.[profile]'): no profile recorded")
-    got = _wait_output(settings.bootstrap, recs_topic, expect, timeout)
-    prof = profile.stop(spy, profile_to) if spy is not None else None
-    res = measure.drain_rate(measure.parse(_read_all(settings.bootstrap, recs_topic, got)))
+    got = _wait_output(settings.kafka_connection(), recs_topic, expect, timeout)
+    prof = profile.stop(spy, profile_to) if spy is not None and profile_to is not None else None
+    res = measure.drain_rate(measure.parse(_read_all(settings.kafka_connection(), recs_topic, got)))
     if prof is not None:
         res["profile"] = prof
         top = ", ".join(f"{r['function']} {r['share']:.0%}" for r in prof["self"][:5])
@@ -172,16 +176,16 @@ def _drain_worker(settings: Settings, names: Names, work: Path, name: str, expec
     return res, worker
 
 
-def _catalog(settings: Settings, run: str, n_items: int, cfg: dict, headline: bool, work: Path,
-             log: Callable[[str], None]) -> dict:
+def _catalog(settings: Settings, run: str, n_items: int, cfg: dict[str, Any], headline: bool, work: Path,
+             log: Callable[[str], None]) -> dict[str, Any]:
     from models.deep.registry import Registry
     from stream_app import broker
 
     names = Names(run, f"{n_items // 1000}k" if n_items >= 1000 else str(n_items))
     naive_topic = f"{names.prefix}-naive-recommendations"
     parts = settings.events_partitions
-    broker.ensure_topics(settings.bootstrap, {**names.topics(parts), naive_topic: parts})
-    out: dict = {"items": n_items, "users": cfg["users"], "backlog_events": cfg["events"]}
+    broker.ensure_topics(settings.kafka_connection(), {**names.topics(parts), naive_topic: parts})
+    out: dict[str, Any] = {"items": n_items, "users": cfg["users"], "backlog_events": cfg["events"]}
     events = load.make_events(cfg["events"], n_items, cfg["users"], seed=0)
     pairs = load.encode_events(events)
 
@@ -194,7 +198,7 @@ def _catalog(settings: Settings, run: str, n_items: int, cfg: dict, headline: bo
     log(f"catalogue {n_items}: model {version} trained in {out['model']['train_s']}s; producing the backlog")
 
     def send_backlog() -> None:
-        out["backlog_send"], _ = _produce(settings.bootstrap, names.events, pairs, 0.0, work,
+        out["backlog_send"], _ = _produce(settings.kafka_connection(), names.events, pairs, 0.0, work,
                                           f"{names.label}-backlog", timeout=600)
 
     # one worker drains a backlog produced before it starts; several start first and get the
@@ -245,18 +249,18 @@ def _catalog(settings: Settings, run: str, n_items: int, cfg: dict, headline: bo
         out.update(worker.peak_rss())
     finally:
         worker.stop()
-    out["state"] = measure.state_sizes(settings.bootstrap, worker.changelog)
+    out["state"] = measure.state_sizes(settings.kafka_connection(), worker.changelog)
     out["events_applied"] = produced
     if headline and not cfg["skip_ceiling"]:
-        proc = spawn_passthrough(settings.bootstrap, names.events, names.passthrough, f"{names.prefix}-ceiling",
+        proc = spawn_passthrough(settings.kafka_connection(), names.events, names.passthrough, f"{names.prefix}-ceiling",
                                  produced)
         try:
             proc.communicate(timeout=max(120.0, produced / 1000.0))
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()
-        got = _wait_output(settings.bootstrap, names.passthrough, produced, 10.0)
-        records = _read_all(settings.bootstrap, names.passthrough, got)
+        got = _wait_output(settings.kafka_connection(), names.passthrough, produced, 10.0)
+        records = _read_all(settings.kafka_connection(), names.passthrough, got)
         out["ceiling"] = {"events_per_s": measure.steady_rate([r.ts_ms for r in records]), "forwarded": len(records)}
         log(f"  ceiling (aiokafka passthrough): {out['ceiling']['events_per_s']:.0f} events/s")
     if headline and not cfg["skip_naive"]:
@@ -270,9 +274,9 @@ def _catalog(settings: Settings, run: str, n_items: int, cfg: dict, headline: bo
 
 def _config(quick: bool, items: Sequence[int] | None, events: int | None, users: int | None,
             skip_naive: bool, skip_ceiling: bool, skip_swap: bool, profile_dir: Path | None = None,
-            workers: int = 1) -> dict:
+            workers: int = 1) -> dict[str, Any]:
     if quick:
-        cfg = {"items": [2_000], "events": 3_000, "users": 300, "rate_s": 2.0, "swap_s": 4.0,
+        cfg: dict[str, Any] = {"items": [2_000], "events": 3_000, "users": 300, "rate_s": 2.0, "swap_s": 4.0,
                "naive_events": 1_500, "naive_timeout": 20.0, "drain_timeout": 90.0}
     else:
         cfg = {"items": list(DEFAULT_ITEMS), "events": 60_000, "users": 10_000, "rate_s": 10.0, "swap_s": 12.0,
@@ -292,7 +296,7 @@ def _config(quick: bool, items: Sequence[int] | None, events: int | None, users:
 def run_bench(settings: Settings, out: Path, quick: bool = False, items: Sequence[int] | None = None,
               events: int | None = None, users: int | None = None, skip_naive: bool = False,
               skip_ceiling: bool = False, skip_swap: bool = False, command: Sequence[str] | None = None,
-              log: Callable[[str], None] = print, profile_dir: Path | None = None, workers: int = 1) -> dict:
+              log: Callable[[str], None] = print, profile_dir: Path | None = None, workers: int = 1) -> dict[str, Any]:
     """Run the benchmark against ``settings.broker`` and write the JSON report to ``out``; return it.
 
     With ``profile_dir``, each catalogue's drain worker is recorded with py-spy there and the
@@ -310,7 +314,7 @@ def run_bench(settings: Settings, out: Path, quick: bool = False, items: Sequenc
     if cfg["events"] < 100:
         raise ValueError(f"the backlog needs >= 100 events, got {cfg['events']}")
     started = time.time()
-    report: dict = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+    report: dict[str, Any] = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
                     "command": list(command if command is not None else sys.argv), "machine": _machine(),
                     "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.items() if k != "quick"} | {"quick": quick,
                                "partitions": settings.events_partitions, "broker": settings.bootstrap}}
@@ -323,7 +327,7 @@ def run_bench(settings: Settings, out: Path, quick: bool = False, items: Sequenc
         for n in cfg["items"]:
             catalogs[str(n)] = _catalog(settings, run, n, cfg, n == head, work, log)
     finally:
-        delete_topics(settings.bootstrap, f"bench-{run}-")
+        delete_topics(settings.kafka_connection(), f"bench-{run}-")
         shutil.rmtree(work, ignore_errors=True)
         if started_broker:
             from stream_app import broker
@@ -355,7 +359,7 @@ def run_bench(settings: Settings, out: Path, quick: bool = False, items: Sequenc
     return report
 
 
-def _goals(report: dict) -> dict:
+def _goals(report: dict[str, Any]) -> dict[str, Any]:
     goals = {}
     for name, (fld, op, target) in GOALS.items():
         v = report.get(fld)
@@ -365,7 +369,7 @@ def _goals(report: dict) -> dict:
     return goals
 
 
-def summary_table(report: dict) -> str:
+def summary_table(report: dict[str, Any]) -> str:
     """A short text table of a report (what ``streamrec bench`` prints)."""
     rows = [("catalogue items", "events/s", "peak RSS MiB", "state B/user")]
     for n, c in report["catalogs"].items():

@@ -20,20 +20,22 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
 import orjson
 
 from stream_app.data.synthetic import generate
+from stream_app.kafka import KafkaConnection, KafkaTarget, aio_producer, as_connection
 
 
-def make_events(n: int, n_items: int, n_users: int, seed: int = 0) -> list[dict]:
+def make_events(n: int, n_items: int, n_users: int, seed: int = 0) -> list[dict[str, Any]]:
     """``n`` synthetic contract events over a catalogue of ``n_items`` (ids ``syn-{seed}-{i}``)."""
     return list(generate(n, n_users=n_users, n_items=n_items, seed=seed, events_per_second=1000.0))
 
 
-def encode_events(events: list[dict]) -> list[tuple[bytes, bytes]]:
+def encode_events(events: list[dict[str, Any]]) -> list[tuple[bytes, bytes]]:
     """Key (user id) and JSON value of each event, exactly as they go on the wire."""
     return [(ev["user_id"].encode(), orjson.dumps(ev)) for ev in events]
 
@@ -54,31 +56,29 @@ def read_segment(path: Path) -> list[tuple[bytes, bytes]]:
     return [tuple(p) for p in msgspec.msgpack.decode(path.read_bytes())]
 
 
-def produce(bootstrap: str, topic: str, pairs: list[tuple[bytes, bytes]], rate: float = 0.0,
-            **kafka_kwargs) -> tuple[np.ndarray, float]:
+def produce(kafka: KafkaTarget, topic: str, pairs: list[tuple[bytes, bytes]], rate: float = 0.0,
+            **kafka_kwargs: Any) -> tuple[np.ndarray, float]:
     """Send ``pairs`` to ``topic`` (``rate`` events/s, 0 = as fast as possible).
 
     Returns the wall-clock send time of every record (``time.time()`` just before ``send``)
     and the seconds the sending took (flush included). The producer is aiokafka's, whose record
     batches are built in C: the load costs the machine's cores little next to the workers.
     """
-    return asyncio.run(_produce(bootstrap, topic, pairs, rate, **kafka_kwargs))
+    return asyncio.run(_produce(as_connection(kafka), topic, pairs, rate, **kafka_kwargs))
 
 
-async def _produce(bootstrap: str, topic: str, pairs: list[tuple[bytes, bytes]], rate: float,
-                   **kafka_kwargs) -> tuple[np.ndarray, float]:
-    from aiokafka import AIOKafkaProducer
-
+async def _produce(conn: KafkaConnection, topic: str, pairs: list[tuple[bytes, bytes]], rate: float,
+                   **kafka_kwargs: Any) -> tuple[np.ndarray, float]:
     kafka_kwargs.setdefault("acks", 1)
     kafka_kwargs.setdefault("linger_ms", 1 if rate else 20)
     kafka_kwargs.setdefault("max_batch_size", 64 * 1024 if rate else 512 * 1024)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **kafka_kwargs)
+    producer = aio_producer(conn, **kafka_kwargs)
     await producer.start()
     n = len(pairs)
     times = np.zeros(n, dtype=np.float64)
     send = producer.send
     now = time.time
-    pending: list = []
+    pending: list[Any] = []
     try:
         t0 = time.perf_counter()
         i = 0
@@ -107,29 +107,36 @@ async def _produce(bootstrap: str, topic: str, pairs: list[tuple[bytes, bytes]],
         await producer.stop()
 
 
-def spawn(bootstrap: str, topic: str, segment: Path, rate: float, times_out: Path) -> subprocess.Popen:
-    """Start a producer process for ``segment``; it prints one JSON summary line on stdout."""
-    cmd = [sys.executable, "-m", "stream_app.ops.bench.load", "--bootstrap", bootstrap, "--topic", topic,
+def spawn(kafka: KafkaTarget, topic: str, segment: Path, rate: float, times_out: Path) -> subprocess.Popen[bytes]:
+    """Start a producer process for ``segment``; it prints one JSON summary line on stdout.
+
+    The process reaches Kafka as ``kafka`` does (its ``STREAMREC_*`` Kafka variables are set to it).
+    """
+    from stream_app.settings import env_with_connection
+
+    conn = as_connection(kafka)
+    cmd = [sys.executable, "-m", "stream_app.ops.bench.load", "--topic", topic,
            "--segment", str(segment), "--rate", str(rate), "--times-out", str(times_out)]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env_with_connection(conn))
 
 
-def finish(proc: subprocess.Popen, timeout: float) -> dict:
+def finish(proc: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
     """Wait for a producer process and return its summary (raises with its stderr on failure)."""
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-        raise RuntimeError(f"load producer did not finish within {timeout:.0f}s: {err.decode()[-2000:]}")
+        raise RuntimeError(f"load producer did not finish within {timeout:.0f}s: {err.decode()[-2000:]}") from None
     if proc.returncode != 0:
         raise RuntimeError(f"load producer failed ({proc.returncode}): {err.decode()[-2000:]}")
-    return json.loads(out.decode().strip().splitlines()[-1])
+    summary: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="send a pre-encoded benchmark segment to Kafka")
-    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--bootstrap", help="host:port list (default: STREAMREC_BROKER); TLS/SASL from STREAMREC_*")
     ap.add_argument("--topic", required=True)
     ap.add_argument("--segment", required=True, type=Path)
     ap.add_argument("--rate", type=float, default=0.0, help="events/s (0 = as fast as possible)")
@@ -138,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.rate < 0:
         ap.error("--rate must be >= 0")
     pairs = read_segment(args.segment)
-    times, took = produce(args.bootstrap, args.topic, pairs, args.rate)
+    from stream_app.settings import get_settings
+
+    times, took = produce(get_settings().kafka_connection(args.bootstrap), args.topic, pairs, args.rate)
     np.save(args.times_out, times)
     span = float(times[-1] - times[0]) if len(times) > 1 else 0.0
     print(json.dumps({"sent": len(pairs), "seconds": round(took, 3),

@@ -22,10 +22,12 @@ import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import orjson
 
+from stream_app.kafka import KafkaTarget, aio_consumer, as_connection, kafka_consumer
 from stream_app.ops.testbed import peak_rss  # noqa: F401  (part of this module's measurements)
 
 
@@ -47,7 +49,7 @@ class Collector:
     ``from_end=True`` starts at the current end of each partition (only what comes next).
     """
 
-    bootstrap: str
+    kafka: KafkaTarget
     topic: str
     from_end: bool = False
     records: list[Received] = field(default_factory=list)
@@ -68,11 +70,11 @@ class Collector:
         return self
 
     async def _run(self, ready: threading.Event) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import TopicPartition
 
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-                                    auto_offset_reset="earliest", fetch_max_wait_ms=5,
-                                    max_partition_fetch_bytes=4 * 1024 * 1024)
+        consumer = aio_consumer(as_connection(self.kafka), group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=5,
+                                max_partition_fetch_bytes=4 * 1024 * 1024)
         append = self.records.append
         try:
             await consumer.start()
@@ -140,7 +142,7 @@ def steady_rate(ts_ms: list[int] | np.ndarray, lo: float = 0.05, hi: float = 0.9
     return round(float((j - i) / span), 1) if span > 0 else 0.0
 
 
-def percentiles(ms: list[float] | np.ndarray) -> dict:
+def percentiles(ms: list[float] | np.ndarray) -> dict[str, Any]:
     a = np.asarray(ms, dtype=np.float64)
     if not len(a):
         return {"p50_ms": None, "p90_ms": None, "p99_ms": None, "p999_ms": None, "max_ms": None, "n": 0}
@@ -155,7 +157,7 @@ def max_gap(times_s: list[float] | np.ndarray) -> float:
     return float(np.diff(t).max()) if len(t) > 1 else 0.0
 
 
-def parse(records: list[Received]) -> list[dict]:
+def parse(records: list[Received]) -> list[dict[str, Any]]:
     """Decode recommendation values, keeping the receive time and the record timestamp."""
     out = []
     for r in records:
@@ -166,7 +168,7 @@ def parse(records: list[Received]) -> list[dict]:
     return out
 
 
-def drain_rate(recs: list[dict], need_deep: bool = True) -> dict:
+def drain_rate(recs: list[dict[str, Any]], need_deep: bool = True) -> dict[str, Any]:
     """Steady output rate of a backlog drain, counted from the first recommendation scored with
     the deep model (when ``need_deep``), so a worker still loading its model is not measured."""
     recs = sorted(recs, key=lambda m: m["_ts_ms"])
@@ -179,7 +181,7 @@ def drain_rate(recs: list[dict], need_deep: bool = True) -> dict:
             "seconds": round((window[-1] - window[0]) / 1000.0, 3) if len(window) > 1 else 0.0}
 
 
-def latency(recs: list[dict], send_times: dict[int, float], skip_s: float = 0.5) -> dict:
+def latency(recs: list[dict[str, Any]], send_times: dict[int, float], skip_s: float = 0.5) -> dict[str, Any]:
     """Event->recommendation latency percentiles (ms); events sent in the first ``skip_s`` are left out.
 
     Also splits each event's latency in three with the worker's own stamps (``generated_at``
@@ -220,7 +222,7 @@ def latency(recs: list[dict], send_times: dict[int, float], skip_s: float = 0.5)
     return out
 
 
-def swap_gap(recs: list[dict], promoted_at: float, new_version: str, after_s: float = 0.5) -> dict:
+def swap_gap(recs: list[dict[str, Any]], promoted_at: float, new_version: str, after_s: float = 0.5) -> dict[str, Any]:
     """Output gaps around a hot swap, from the recommendations' ``generated_at``.
 
     ``during``: from the promotion to ``after_s`` past the first recommendation of the new model
@@ -242,12 +244,12 @@ def swap_gap(recs: list[dict], promoted_at: float, new_version: str, after_s: fl
             "window_s": round(length, 3)}
 
 
-def state_sizes(bootstrap: str, topic: str, timeout: float = 60.0) -> dict:
+def state_sizes(kafka: KafkaTarget, topic: str, timeout: float = 60.0) -> dict[str, Any]:
     """Bytes of state per user: the latest value of every key in a table's changelog topic."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                      auto_offset_reset="earliest", max_poll_records=10000)
+    c = kafka_consumer(as_connection(kafka), group_id=None, enable_auto_commit=False,
+                       auto_offset_reset="earliest", max_poll_records=10000)
     try:
         parts = c.partitions_for_topic(topic)
         if not parts:

@@ -17,17 +17,17 @@ import asyncio
 import json
 import sys
 import time
+from typing import Any
+
+from stream_app.kafka import KafkaTarget, aio_consumer, aio_producer, as_connection
 
 
-async def passthrough(bootstrap: str, source: str, sink: str, group: str, expect: int,
-                      idle_s: float = 20.0, max_records: int = 2000) -> dict:
+async def passthrough(kafka: KafkaTarget, source: str, sink: str, group: str, expect: int,
+                      idle_s: float = 20.0, max_records: int = 2000) -> dict[str, Any]:
     """Forward records from ``source`` to ``sink`` until ``expect`` were forwarded (or ``idle_s`` of silence)."""
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
-    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=1,
-                                max_batch_size=256 * 1024)
+    conn = as_connection(kafka)
+    consumer = aio_consumer(conn, source, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest")
+    producer = aio_producer(conn, acks=1, linger_ms=1, max_batch_size=256 * 1024)
     await producer.start()
     await consumer.start()
     forwarded = 0
@@ -59,14 +59,17 @@ async def passthrough(bootstrap: str, source: str, sink: str, group: str, expect
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="bare aiokafka consume->produce passthrough")
-    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--bootstrap", help="host:port list (default: STREAMREC_BROKER); TLS/SASL from STREAMREC_*")
     ap.add_argument("--source", required=True)
     ap.add_argument("--sink", required=True)
     ap.add_argument("--group", required=True)
     ap.add_argument("--expect", type=int, required=True)
     ap.add_argument("--idle-s", type=float, default=20.0)
     args = ap.parse_args(argv)
-    print(json.dumps(asyncio.run(passthrough(args.bootstrap, args.source, args.sink, args.group,
+    from stream_app.settings import get_settings
+
+    conn = get_settings().kafka_connection(args.bootstrap)
+    print(json.dumps(asyncio.run(passthrough(conn, args.source, args.sink, args.group,
                                              args.expect, args.idle_s))))
     return 0
 

@@ -17,9 +17,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from stream_app.kafka import KafkaTarget, as_connection, kafka_admin
 from stream_app.ops.testbed import ROOT, TopicNames, WorkerProc, peak_rss, worker_env
-from stream_app.settings import Settings
+from stream_app.settings import Settings, env_with_connection
+
+if TYPE_CHECKING:
+    from models.deep.train import TrainResult
 
 __all__ = ["ROOT", "BenchGroup", "BenchWorker", "Names", "delete_topics", "spawn_passthrough", "train_model"]
 
@@ -41,12 +46,10 @@ class Names(TopicNames):
         return {**super().topics(partitions), self.passthrough: partitions}
 
 
-def delete_topics(bootstrap: str, prefix: str) -> None:
+def delete_topics(kafka: KafkaTarget, prefix: str) -> None:
     """Remove every topic whose name starts with ``prefix`` (best effort)."""
-    from kafka import KafkaAdminClient
-
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+        admin = kafka_admin(as_connection(kafka), request_timeout_ms=10000)
         try:
             names = [t for t in admin.list_topics() if t.startswith(prefix)]
             if names:
@@ -74,7 +77,7 @@ class BenchWorker(WorkerProc):
         self.root = root
         overrides = {"STREAMREC_APP_ID": f"{names.app_id}-{group or name}", "STREAMREC_LOG_LEVEL": "warning",
                      "STREAMREC_MODEL_POLL_S": "0.5", **env}
-        super().__init__(name, worker_env(settings.broker, names, settings.events_partitions,
+        super().__init__(name, worker_env(settings.kafka_connection(), names, settings.events_partitions,
                                           root / f"data-{names.label}-{name}", root / f"registry-{names.label}",
                                           **overrides),
                          root / f"worker-{names.label}-{name}.log")
@@ -149,23 +152,26 @@ class BenchGroup:
     def changelog(self) -> str:
         return self.workers[0].changelog
 
-    def peak_rss(self) -> dict:
+    def peak_rss(self) -> dict[str, Any]:
         """Peak resident memory: the sum over the workers, and each worker's."""
-        each = [peak_rss(w.pid).get("peak_rss_bytes") for w in self.workers if w.pid]
-        each = [b for b in each if b]
-        out = {"peak_rss_bytes": sum(each)} if each else {}
+        found = [peak_rss(w.pid).get("peak_rss_bytes") for w in self.workers if w.pid]
+        each: list[int] = [b for b in found if b]
+        out: dict[str, Any] = {"peak_rss_bytes": sum(each)} if each else {}
         if len(self.workers) > 1:
             out["peak_rss_bytes_per_worker"] = each
         return out
 
 
-def spawn_passthrough(bootstrap: str, source: str, sink: str, group: str, expect: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "stream_app.ops.bench.passthrough", "--bootstrap", bootstrap, "--source", source,
+def spawn_passthrough(kafka: KafkaTarget, source: str, sink: str, group: str,
+                      expect: int) -> subprocess.Popen[bytes]:
+    """Start the ceiling process; it reaches Kafka as ``kafka`` does (``STREAMREC_*`` Kafka variables)."""
+    cmd = [sys.executable, "-m", "stream_app.ops.bench.passthrough", "--source", source,
            "--sink", sink, "--group", group, "--expect", str(expect)]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env_with_connection(as_connection(kafka)))
 
 
-def train_model(events: list[dict], n_items: int, seed: int, quick: bool):
+def train_model(events: list[dict[str, Any]], n_items: int, seed: int, quick: bool) -> TrainResult:
     """A small deep model over the whole catalogue (one epoch), as a ``TrainResult``.
 
     The training log is the benchmark's events plus one pass over the catalogue (sessions of 50

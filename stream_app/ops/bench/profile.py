@@ -20,6 +20,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 _LINE = re.compile(r":\d+\)$")
 
@@ -29,7 +30,7 @@ def _frame(name: str) -> str:
     return _LINE.sub(")", name.strip())
 
 
-def start(pid: int, out: Path, rate: int = 100) -> subprocess.Popen | None:
+def start(pid: int, out: Path, rate: int = 100) -> subprocess.Popen[bytes] | None:
     """Record process ``pid`` until it exits; None when py-spy is not installed."""
     beside = Path(sys.executable).with_name("py-spy")
     exe = str(beside) if beside.exists() else shutil.which("py-spy")
@@ -40,7 +41,7 @@ def start(pid: int, out: Path, rate: int = 100) -> subprocess.Popen | None:
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def stop(proc: subprocess.Popen, out: Path, top: int = 25) -> dict | None:
+def stop(proc: subprocess.Popen[bytes], out: Path, top: int = 25) -> dict[str, Any] | None:
     """End a recording (py-spy writes its file on SIGINT) and summarize it."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
@@ -54,7 +55,7 @@ def stop(proc: subprocess.Popen, out: Path, top: int = 25) -> dict | None:
     return summarize(out.read_text(errors="replace"), top) | {"raw": str(out)}
 
 
-def summarize(raw: str, top: int = 25) -> dict:
+def summarize(raw: str, top: int = 25) -> dict[str, Any]:
     own: Counter[str] = Counter()
     incl: Counter[str] = Counter()
     total = 0
@@ -71,7 +72,7 @@ def summarize(raw: str, top: int = 25) -> dict:
         for f in set(frames):
             incl[f] += n
 
-    def rows(c: Counter[str]) -> list[dict]:
+    def rows(c: Counter[str]) -> list[dict[str, Any]]:
         return [{"function": f, "samples": n, "share": round(n / total, 4) if total else 0.0}
                 for f, n in c.most_common(top)]
 

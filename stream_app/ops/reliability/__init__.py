@@ -15,9 +15,12 @@ from __future__ import annotations
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
+from stream_app.kafka import KafkaTarget
 from stream_app.ops.reliability.badmodels import bad_models_scenario
 from stream_app.ops.reliability.crash import broker_restart_scenario, crash_scenario
 from stream_app.ops.reliability.fuzz import fuzz_scenario
@@ -54,12 +57,12 @@ class SuiteConfig:
                        capacity_events=min(self.capacity_events, 5000))
 
 
-def run_suite(bootstrap: str, kafka_cache_dir: Path, cfg: SuiteConfig, only: tuple[str, ...] = SCENARIOS,
-              work_dir: Path | None = None, log=print) -> dict:
+def run_suite(bootstrap: KafkaTarget, kafka_cache_dir: Path, cfg: SuiteConfig, only: tuple[str, ...] = SCENARIOS,
+              work_dir: Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the scenarios in ``only`` and return ``{scenario: figures}`` (plus ``meta``)."""
     cfg = cfg.resolved()
     root = Path(tempfile.mkdtemp(prefix="streamrec-reliability-", dir=work_dir))
-    out: dict = {"meta": {"config": asdict(cfg), "python": platform.python_version(),
+    out: dict[str, Any] = {"meta": {"config": asdict(cfg), "python": platform.python_version(),
                           "machine": f"{platform.machine()}, {_cpus()} CPUs", "started": time.strftime("%Y-%m-%d %H:%M")}}
     steps = {
         "crash": lambda: crash_scenario(bootstrap, root, cfg.crashes, cfg.crash_rate, log=log,

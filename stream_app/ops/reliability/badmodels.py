@@ -21,7 +21,14 @@ import pickle
 import random
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from models.deep.registry import Registry
+    from models.deep.train import TrainResult
+    from stream_app.core.pipeline import Pipeline
 
 CASES = ("truncated", "bit_flipped", "hash_mismatch", "wrong_shape", "nan_weights", "traversal_name",
          "symlink_version", "symlink_weights", "pickle_payload")
@@ -33,7 +40,7 @@ class _Marker:
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (open, (self.path, "w"))
 
 
@@ -41,7 +48,7 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _train_tiny(seed: int):
+def _train_tiny(seed: int) -> TrainResult:
     from models.base import Interaction
     from models.deep.train import TrainConfig, train
 
@@ -52,7 +59,8 @@ def _train_tiny(seed: int):
     return train(log, cfg, device="cpu", progress=False)
 
 
-def _clone(reg, src: str, name: str, weights: bytes | None = None, manifest_edit=None, fix_hash: bool = True) -> Path:
+def _clone(reg: Registry, src: str, name: str, weights: bytes | None = None,
+           manifest_edit: Callable[[dict[str, Any]], None] | None = None, fix_hash: bool = True) -> Path:
     """Copy version ``src`` as ``name``, optionally with other weights and manifest fields."""
     dst = reg.versions / name
     shutil.copytree(reg.versions / src, dst)
@@ -68,7 +76,7 @@ def _clone(reg, src: str, name: str, weights: bytes | None = None, manifest_edit
     return dst
 
 
-def _build(reg, good: str, case: str, marker: Path, outside: Path) -> str:
+def _build(reg: Registry, good: str, case: str, marker: Path, outside: Path) -> str:
     """Create the bad artifact of ``case`` next to ``good``; return the name CURRENT will point at."""
     import torch
     from safetensors.torch import load as st_load
@@ -121,17 +129,20 @@ def _build(reg, good: str, case: str, marker: Path, outside: Path) -> str:
     return name
 
 
-def _serves(pipeline) -> bool:
+def _serves(pipeline: Pipeline) -> bool:
     """The model in service still ranks: finite scores for a user with history."""
     from models.base import UserContext
 
-    deep = pipeline.ranker.deep
+    deep: Any = pipeline.ranker.deep  # the deep model's own methods, beyond the Recommender protocol
+    if deep is None:
+        return False
     user = UserContext("probe", recent_items=tuple(deep.vocab_items()[:3]))
     ranked = deep.rank_many([user], 10, [frozenset()])[0]
     return bool(ranked) and all(math.isfinite(float(score)) for _, score in ranked)
 
 
-def bad_models_scenario(root: Path | None = None, seed: int = 0, log=print) -> dict:
+def bad_models_scenario(root: Path | None = None, seed: int = 0,
+                        log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every case of :data:`CASES`; return per-case outcomes and the totals."""
     from models.deep.registry import ArtifactError, Registry
     from stream_app.core.pipeline import Pipeline
@@ -148,7 +159,7 @@ def bad_models_scenario(root: Path | None = None, seed: int = 0, log=print) -> d
     watcher = ModelWatcher(pipeline, reg_root)
     if asyncio.run(watcher.check_once()) != "swapped" or watcher.serving != good:
         raise RuntimeError(f"the good model {good} did not go into service")
-    results: dict[str, dict] = {}
+    results: dict[str, dict[str, Any]] = {}
     for case in CASES:
         name = _build(reg, good, case, marker, outside)
         promote_refused = True

@@ -16,10 +16,12 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from stream_app.core.stats import percentile
+from stream_app.kafka import KafkaTarget
 from stream_app.ops.reliability.harness import (
     Feeder,
     Topics,
@@ -34,7 +36,7 @@ Log = Callable[[str], None]
 REBALANCE_LINE = "Executing _on_partitions_assigned"
 
 
-def _log_events(bootstrap: str, topics: Topics, expect: int) -> list[dict]:
+def _log_events(bootstrap: KafkaTarget, topics: Topics, expect: int) -> list[dict[str, Any]]:
     """The valid events as the broker stores them (the log a replay starts from), each with its
     ``_partition`` and ``_offset``; a record read twice counts once."""
     out, seen = [], set()
@@ -51,7 +53,7 @@ def _log_events(bootstrap: str, topics: Topics, expect: int) -> list[dict]:
     return out
 
 
-def diagnose(example: dict, logged: list[dict], recommended: set[str]) -> dict:
+def diagnose(example: dict[str, Any], logged: list[dict[str, Any]], recommended: set[str]) -> dict[str, Any]:
     """What a mismatched user's state is missing or has twice, against the log.
 
     The state's ``last_offset`` says which of the user's events it should hold (every one at or
@@ -76,7 +78,7 @@ def diagnose(example: dict, logged: list[dict], recommended: set[str]) -> dict:
             "observed_equals_log_up_to_last_offset": prefix == example["observed"]}
 
 
-def _verify(bootstrap: str, topics: Topics, worker: WorkerProc, feeder: Feeder) -> dict:
+def _verify(bootstrap: KafkaTarget, topics: Topics, worker: WorkerProc, feeder: Feeder) -> dict[str, Any]:
     logged = _log_events(bootstrap, topics, len(feeder.sent))
     logged_ids = {e["event_id"] for e in logged}
     got, n_msgs = wait_for_ids(bootstrap, topics.recommendations, logged_ids, timeout=180)
@@ -114,8 +116,8 @@ def _wait_scored(worker: WorkerProc, since: float, timeout: float = 180.0) -> fl
     raise RuntimeError(f"worker published nothing within {timeout:.0f}s:\n{worker.log_tail()}")
 
 
-def crash_scenario(bootstrap: str, root: Path, crashes: int = 50, rate: float = 200.0, n_users: int = 200,
-                   partitions: int = 4, seed: int = 0, log: Log = print, membership: str = "dynamic") -> dict:
+def crash_scenario(bootstrap: KafkaTarget, root: Path, crashes: int = 50, rate: float = 200.0, n_users: int = 200,
+                   partitions: int = 4, seed: int = 0, log: Log = print, membership: str = "dynamic") -> dict[str, Any]:
     """Kill -9 the worker ``crashes`` times at random points while events stream at ``rate``/s.
 
     ``membership="static"`` gives the worker a ``STREAMREC_INSTANCE_ID`` (kept across its restarts).
@@ -162,7 +164,7 @@ def _free_pair() -> int:
     for _ in range(100):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+            port: int = s.getsockname()[1]
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port + 1))
@@ -174,7 +176,7 @@ def _free_pair() -> int:
 
 def broker_restart_scenario(cache_dir: Path, root: Path, rate: float = 200.0, n_users: int = 200,
                             partitions: int = 4, before_s: float = 5.0, after_s: float = 10.0,
-                            log: Log = print) -> dict:
+                            log: Log = print) -> dict[str, Any]:
     """Stop and restart a private broker while a worker consumes and events stream.
 
     The broker is private (own port and data folder) so the restart disturbs nothing else.

@@ -18,10 +18,13 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
+from stream_app.kafka import KafkaTarget
 from stream_app.ops.reliability.harness import (
     Topics,
     WorkerProc,
@@ -37,7 +40,7 @@ KINDS = ("malformed_json", "wrong_types", "nan_inf", "non_utf8", "empty", "overs
          "extra_fields", "huge_ids", "tombstone")
 
 
-def _one(kind: str, ev: dict, rng: random.Random) -> tuple[bytes | None, bytes | None, bool]:
+def _one(kind: str, ev: dict[str, Any], rng: random.Random) -> tuple[bytes | None, bytes | None, bool]:
     """(key, value, valid) of one record of ``kind`` derived from the valid event ``ev``."""
     key = ev["user_id"].encode()
     raw = orjson.dumps(ev)
@@ -51,8 +54,8 @@ def _one(kind: str, ev: dict, rng: random.Random) -> tuple[bytes | None, bytes |
         return (key if field != "user_id" else b"42"), orjson.dumps(bad), False
     if kind == "nan_inf":
         token = rng.choice([b"NaN", b"Infinity", b"-Infinity", b"1e999", b"-1e999"])
-        field = rng.choice([b"ts", b"price"])
-        body = raw[:-1] + b',"' + field + b'":' + token + b"}" if field == b"price" else \
+        target = rng.choice([b"ts", b"price"])
+        body = raw[:-1] + b',"' + target + b'":' + token + b"}" if target == b"price" else \
             raw.replace(orjson.dumps(ev["ts"]), token, 1)
         return key, body, False
     if kind == "non_utf8":
@@ -79,7 +82,7 @@ def _one(kind: str, ev: dict, rng: random.Random) -> tuple[bytes | None, bytes |
     raise ValueError(f"unknown fuzz kind {kind!r}")
 
 
-def fuzzed_records(valid: list[dict], rng: random.Random) -> list[tuple[str, bytes | None, bytes | None, bool]]:
+def fuzzed_records(valid: list[dict[str, Any]], rng: random.Random) -> list[tuple[str, bytes | None, bytes | None, bool]]:
     """One fuzzed record per valid event given, cycling through :data:`KINDS`: ``(kind, key, value, valid)``."""
     out = []
     for i, ev in enumerate(valid):
@@ -89,8 +92,8 @@ def fuzzed_records(valid: list[dict], rng: random.Random) -> list[tuple[str, byt
     return out
 
 
-def fuzz_scenario(bootstrap: str, root: Path, n_events: int = 20_000, share: float = 0.05, n_users: int = 200,
-                  partitions: int = 4, seed: int = 0, log=print) -> dict:
+def fuzz_scenario(bootstrap: KafkaTarget, root: Path, n_events: int = 20_000, share: float = 0.05, n_users: int = 200,
+                  partitions: int = 4, seed: int = 0, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Produce ``n_events`` records of which ``share`` are fuzzed; check DLQ, output and state."""
     rng = random.Random(seed)
     n_fuzz = max(len(KINDS), round(n_events * share))
@@ -109,7 +112,7 @@ def fuzz_scenario(bootstrap: str, root: Path, n_events: int = 20_000, share: flo
             ev = valid[vi]
             records.append((ev["user_id"].encode(), orjson.dumps(ev)))
             vi += 1
-    accepted = valid + [orjson.loads(v) for kind, _, v, ok in fuzz if ok]
+    accepted = valid + [orjson.loads(v) for kind, _, v, ok in fuzz if ok and v is not None]
     injected = Counter(kind for kind, _, _, ok in fuzz if not ok)
 
     topics = Topics()

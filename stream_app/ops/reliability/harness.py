@@ -20,10 +20,12 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from schemas import EVENT_TYPES
+from stream_app.kafka import KafkaConnection, KafkaTarget, as_connection, kafka_consumer
 from stream_app.ops.testbed import TEST_SETTINGS, TopicNames, produce, producer, read_records, worker_env
 from stream_app.ops.testbed import WorkerProc as _Worker
 
@@ -60,16 +62,17 @@ class WorkerProc(_Worker):
     ('/tmp/r/abc-w1', 'error', 'abc-w1.log')
     """
 
-    def __init__(self, bootstrap: str, topics: Topics, root: Path, name: str = "w1", partitions: int = 4,
+    def __init__(self, bootstrap: KafkaTarget, topics: Topics, root: Path, name: str = "w1", partitions: int = 4,
                  **env: str) -> None:
         self.root = Path(root)
         base = self.root / f"{topics.name}-{name}"
-        super().__init__(name, worker_env(f"kafka://{bootstrap}", topics, partitions, base,
+        broker = bootstrap if isinstance(bootstrap, KafkaConnection) else f"kafka://{bootstrap}"
+        super().__init__(name, worker_env(broker, topics, partitions, base,
                                           self.root / f"{topics.name}-registry", **{**TEST_SETTINGS, **env}),
                          base.with_name(base.name + ".log"))
 
 
-def make_event(run: str, i: int, rng: random.Random, n_users: int, n_items: int, ts0: float = 1.7e9) -> dict:
+def make_event(run: str, i: int, rng: random.Random, n_users: int, n_items: int, ts0: float = 1.7e9) -> dict[str, Any]:
     return {"event_id": f"{run}-{i}", "user_id": f"u-{rng.randrange(n_users)}",
             "item_id": f"i-{int(n_items * rng.random() ** 2)}",
             "type": rng.choices(EVENT_TYPES, weights=(6, 3, 1, 1))[0], "ts": ts0 + i * 0.01}
@@ -82,8 +85,8 @@ class Feeder(threading.Thread):
     acknowledged (acks=all); ``failed`` the ids whose send failed for good.
     """
 
-    def __init__(self, bootstrap: str, topic: str, rate: Callable[[float], float] | float, n_users: int = 200,
-                 n_items: int = 2000, seed: int = 0, limit: int | None = None, **producer_kw) -> None:
+    def __init__(self, bootstrap: KafkaTarget, topic: str, rate: Callable[[float], float] | float, n_users: int = 200,
+                 n_items: int = 2000, seed: int = 0, limit: int | None = None, **producer_kw: Any) -> None:
         super().__init__(daemon=True)
         kw = dict(retries=2**31 - 1, delivery_timeout_ms=180_000, max_block_ms=180_000, reconnect_backoff_max_ms=1000)
         self.producer = producer(bootstrap, **{**kw, **producer_kw})
@@ -92,16 +95,16 @@ class Feeder(threading.Thread):
         self.rng = random.Random(seed)
         self.run_id = uuid.uuid4().hex[:6]
         self.n_users, self.n_items, self.limit = n_users, n_items, limit
-        self.sent: list[dict] = []
+        self.sent: list[dict[str, Any]] = []
         self.acked: set[str] = set()
         self.failed: dict[str, str] = {}
         self._halt = threading.Event()
         self.error: BaseException | None = None
 
-    def _on_ok(self, eid: str):
+    def _on_ok(self, eid: str) -> Callable[[Any], None]:
         return lambda _md: self.acked.add(eid)
 
-    def _on_err(self, eid: str):
+    def _on_err(self, eid: str) -> Callable[[BaseException], None]:
         return lambda exc: self.failed.__setitem__(eid, repr(exc))
 
     def run(self) -> None:
@@ -137,13 +140,13 @@ class Feeder(threading.Thread):
             raise RuntimeError(f"the event producer failed: {self.error!r}")
 
 
-def recommended_ids(bootstrap: str, topic: str, expect: int, timeout: float = 90.0) -> tuple[set[str], int]:
+def recommended_ids(bootstrap: KafkaTarget, topic: str, expect: int, timeout: float = 90.0) -> tuple[set[str], int]:
     """(event ids that got a recommendation, number of recommendation messages)."""
     recs = read_records(bootstrap, topic, expect, timeout)
     return {orjson.loads(r.value)["event_id"] for r in recs}, len(recs)
 
 
-def wait_for_ids(bootstrap: str, topic: str, wanted: set[str], timeout: float = 120.0) -> tuple[set[str], int]:
+def wait_for_ids(bootstrap: KafkaTarget, topic: str, wanted: set[str], timeout: float = 120.0) -> tuple[set[str], int]:
     """Read recommendations until every id in ``wanted`` has one (or ``timeout``)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -152,7 +155,7 @@ def wait_for_ids(bootstrap: str, topic: str, wanted: set[str], timeout: float = 
             return got, n
 
 
-def expected_counts(events: Iterable[dict]) -> dict[str, dict[str, int]]:
+def expected_counts(events: Iterable[dict[str, Any]]) -> dict[str, dict[str, int]]:
     """Per-user counts by event type: the state a replay of ``events`` must produce."""
     out: dict[str, dict[str, int]] = {}
     for ev in events:
@@ -162,7 +165,7 @@ def expected_counts(events: Iterable[dict]) -> dict[str, dict[str, int]]:
 
 
 def compare_state(workers: list[WorkerProc], expected: dict[str, dict[str, int]],
-                  timeout: float = 30.0) -> dict:
+                  timeout: float = 30.0) -> dict[str, Any]:
     """Compare each user's served counts with ``expected``; retried until equal or ``timeout``.
 
     Returns ``{"users", "users_mismatched", "lost_updates", "double_applied_updates", "examples"}``:
@@ -171,7 +174,7 @@ def compare_state(workers: list[WorkerProc], expected: dict[str, dict[str, int]]
     deadline = time.monotonic() + timeout
     while True:
         lost = double = 0
-        bad: list = []
+        bad: list[Any] = []
         for user, counts in expected.items():
             observed = last_offset = None
             for w in workers:
@@ -198,12 +201,10 @@ def compare_state(workers: list[WorkerProc], expected: dict[str, dict[str, int]]
 class LagProbe:
     """Consumer lag of a group on a topic: end offsets minus committed offsets, summed."""
 
-    def __init__(self, bootstrap: str, group: str, topic: str) -> None:
-        from kafka import KafkaConsumer
-
+    def __init__(self, bootstrap: KafkaTarget, group: str, topic: str) -> None:
         self.group, self.topic = group, topic
         # a consumer carrying the group id only reads its committed offsets; it never joins the group
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        self.consumer = kafka_consumer(as_connection(bootstrap), group_id=group, enable_auto_commit=False)
 
     def lag(self) -> int | None:
         from kafka import TopicPartition

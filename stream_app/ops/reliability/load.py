@@ -16,18 +16,21 @@ Run against a broker (not a doctest)::
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from stream_app.kafka import KafkaTarget
 from stream_app.ops.reliability.crash import REBALANCE_LINE
 from stream_app.ops.reliability.harness import Feeder, LagProbe, Topics, WorkerProc, slope
 
 
-def _sample(w: WorkerProc, probe: LagProbe, t0: float) -> dict:
+def _sample(w: WorkerProc, probe: LagProbe, t0: float) -> dict[str, Any]:
     h = w.health() or {}
     return {"t": time.monotonic() - t0, "rss_mib": w.rss_mb(), "lag": probe.lag(), "scored": h.get("scored")}
 
 
-def _capacity(bootstrap: str, topics: Topics, w: WorkerProc, n: int, log) -> float:
+def _capacity(bootstrap: KafkaTarget, topics: Topics, w: WorkerProc, n: int, log: Callable[[str], None]) -> float:
     before = (w.health() or {}).get("scored", 0)
     feeder = Feeder(bootstrap, topics.events, 1e9, limit=n, seed=7)
     feeder.start()
@@ -46,14 +49,14 @@ def _capacity(bootstrap: str, topics: Topics, w: WorkerProc, n: int, log) -> flo
         time.sleep(0.05)
     if t_first is None or t_last is None or t_last <= t_first:
         raise RuntimeError(f"capacity run did not finish:\n{w.log_tail()}")
-    cap = (n - first) / (t_last - t_first)
+    cap: float = (n - first) / (t_last - t_first)
     log(f"capacity: {cap:.0f} events/s ({n} events)")
     return cap
 
 
-def load_scenario(bootstrap: str, root: Path, soak_s: float = 600.0, burst_s: float = 60.0,
+def load_scenario(bootstrap: KafkaTarget, root: Path, soak_s: float = 600.0, burst_s: float = 60.0,
                   capacity_events: int = 20_000, warmup_frac: float = 0.25, partitions: int = 4,
-                  n_users: int = 2000, log=print) -> dict:
+                  n_users: int = 2000, log: Callable[[str], None] = print) -> dict[str, Any]:
     topics = Topics()
     topics.create(bootstrap, partitions)
     w = WorkerProc(bootstrap, topics, root, "load", partitions, STREAMREC_LOG_LEVEL="info").start()
@@ -114,7 +117,7 @@ def load_scenario(bootstrap: str, root: Path, soak_s: float = 600.0, burst_s: fl
             "drained": drain_s is not None,
             "rebalances": w.log_text().count(REBALANCE_LINE) - rebalances_before,
             "rss_max_mib": round(max((s["rss_mib"] or 0) for s in samples), 1),
-            "worker_alive": w.alive, "out_of_memory": not w.alive and w.proc.returncode in (-9, 137),
+            "worker_alive": w.alive, "out_of_memory": not w.alive and w.proc is not None and w.proc.returncode in (-9, 137),
         }
         log(f"burst: {burst}")
         return {"capacity_events_s": round(cap), "soak": soak, "burst": burst}

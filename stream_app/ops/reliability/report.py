@@ -72,7 +72,7 @@ TITLES = {
 }
 
 
-def _get(d: dict, path: str) -> Any:
+def _get(d: dict[str, Any], path: str) -> Any:
     for part in path.split("."):
         if not isinstance(d, dict) or part not in d:
             return "-"
@@ -88,7 +88,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def render(results: dict, cfg: Any, command: str, notes: str = "") -> str:
+def render(results: dict[str, Any], cfg: Any, command: str, notes: str = "") -> str:
     """The Markdown report of ``results`` (as returned by :func:`run_suite`)."""
     lines = ["# Reliability", "", "Produced by:", "", "```", command, "```", ""]
     meta = results.get("meta")

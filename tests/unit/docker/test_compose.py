@@ -18,11 +18,10 @@ yaml = pytest.importorskip("yaml", reason="PyYAML is in the test extra: pip inst
 
 from prometheus_client.metrics_core import Metric  # noqa: E402
 
-from stream_app.core import metrics  # noqa: E402
+from stream_app.core.metrics import WorkerMetrics  # noqa: E402
 from stream_app.settings import Settings  # noqa: E402
-from tests.paths import ROOT, shared_data_dir  # noqa: F401
+from tests.paths import ROOT  # noqa: E402
 
-ROOT = ROOT
 DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "compose.yaml"
 STREAMREC_VAR = re.compile(r"\bSTREAMREC_[A-Z0-9_]+\b")
@@ -38,7 +37,7 @@ def _exposed_metric_names() -> set[str]:
     suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"),
                 "gauge": ("",), "summary": ("_sum", "_count", "_created"), "info": ("_info",)}
     names: set[str] = set()
-    for family in metrics.REGISTRY.collect():
+    for family in WorkerMetrics().registry.collect():
         assert isinstance(family, Metric)
         names.update(family.name + s for s in suffixes.get(family.type, ("",)))
     return names

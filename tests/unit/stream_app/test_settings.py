@@ -24,7 +24,7 @@ def test_defaults_follow_the_contract():
     assert s.broker == "kafka://127.0.0.1:9092"
     assert (s.web_host, s.web_port) == ("127.0.0.1", 6066)
     assert (s.events_topic, s.recommendations_topic, s.dlq_topic) == ("events", "recommendations", "events-dlq")
-    assert s.kafka_client_kwargs() == {}
+    assert s.kafka_connection().client_kwargs() == {}
 
 
 @pytest.mark.parametrize("field,value", [("broker", "localhost"), ("web_port", "0"), ("top_k", "0"),
@@ -38,10 +38,20 @@ def test_secured_kafka_options(tmp_path):
     ca = tmp_path / "ca.pem"
     s = Settings(security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-256", sasl_username="svc",
                  sasl_password="pw", ssl_cafile=ca)
-    assert s.kafka_client_kwargs() == {
+    assert s.kafka_connection().client_kwargs() == {
         "security_protocol": "SASL_SSL", "ssl_cafile": str(ca), "sasl_mechanism": "SCRAM-SHA-256",
         "sasl_plain_username": "svc", "sasl_plain_password": "pw",
     }
+    assert "'pw'" not in str(s) and s.sasl_password is not None and s.sasl_password.get_secret_value() == "pw"
+
+
+def test_the_password_comes_from_its_variable(monkeypatch):
+    monkeypatch.setenv("STREAMREC_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("STREAMREC_SASL_USERNAME", "svc")
+    monkeypatch.setenv("STREAMREC_SASL_PASSWORD", "from-env")
+    s = Settings()
+    assert s.kafka_connection().client_kwargs()["sasl_plain_password"] == "from-env"
+    assert "from-env" not in repr(s)
 
 
 def test_binding_all_addresses_advertises_the_host_name():

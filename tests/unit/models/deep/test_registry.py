@@ -70,7 +70,7 @@ def test_save_list_promote_rollback(reg):
     with pytest.raises(ArtifactError, match="no earlier"):
         reg.rollback()
     assert reg.current() == v1
-    v4, p4 = reg.save(result(0.9, seed=3), promote_if_better=False)
+    _, p4 = reg.save(result(0.9, seed=3), promote_if_better=False)
     assert not p4 and reg.current() == v1
 
 
@@ -142,7 +142,7 @@ def test_bit_flip_refused(reg):
 def test_vocab_tampering_refused(reg):
     version, _ = reg.save(result())
     (reg.versions / version / "vocab.json").write_text(json.dumps([f"x{j}" for j in range(12)]))
-    with pytest.raises(ArtifactError, match="vocab.json does not match"):
+    with pytest.raises(ArtifactError, match=r"vocab\.json does not match"):
         reg.load(version)
 
 
@@ -175,7 +175,7 @@ def test_nan_weights_refused(reg):
     state = {k: v.clone().contiguous() for k, v in res.model.state_dict().items()}
     state["pos_emb.weight"][2, 3] = float("nan")
     rehash(reg, version, st_save(state))
-    with pytest.raises(ArtifactError, match="pos_emb.weight.*non-finite"):
+    with pytest.raises(ArtifactError, match=r"pos_emb\.weight.*non-finite"):
         reg.load(version)
     with torch.no_grad():
         res.model.item_emb.weight[1, 1] = float("inf")

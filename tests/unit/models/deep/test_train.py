@@ -89,8 +89,9 @@ def test_early_stopping_keeps_the_best_epoch():
     if len(res.epoch_seconds) < 12:  # stopped early: the last `patience` epochs were no better
         assert len(res.epoch_seconds) - best == 2
     # the returned weights are the best epoch's: evaluating them again gives the same score
-    from models.deep.train import _check_events, _split, evaluate
-    again = evaluate(res.model, _split(_check_events(chain_events(n_users=80)), cfg))
+    from models.deep.data import check_events, split
+    from models.deep.holdout import evaluate
+    again = evaluate(res.model, split(check_events(chain_events(n_users=80)), cfg))
     assert again["ndcg@10"] == pytest.approx(res.metrics["ndcg@10"], abs=1e-9)
 
 
@@ -111,13 +112,13 @@ def test_refit_full_knows_items_first_seen_after_the_cut():
 
 
 def test_overlapping_windows():
-    from models.deep.train import _windows
+    from models.deep.data import windows
 
     seq = list(range(1, 13))  # 12 items
-    inp, out = _windows([seq], max_len=5, stride=0)
+    inp, out = windows([seq], max_len=5, stride=0)
     assert out.tolist() == [[8, 9, 10, 11, 12], [3, 4, 5, 6, 7], [1, 2, 0, 0, 0]]
     assert inp.tolist()[0] == [0, 8, 9, 10, 11]
-    inp, out = _windows([seq], max_len=5, stride=2)
+    inp, out = windows([seq], max_len=5, stride=2)
     # windows end every 2 items; the one that reaches the start is the last (prefixes add nothing)
     assert out.tolist() == [[8, 9, 10, 11, 12], [6, 7, 8, 9, 10], [4, 5, 6, 7, 8], [2, 3, 4, 5, 6],
                             [1, 2, 3, 4, 0]]

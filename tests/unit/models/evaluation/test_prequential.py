@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import os
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
 from models.base import Interaction, UserContext
 from models.evaluation.metrics import hit_at, ndcg_at, rr_at
-from models.evaluation.prequential import evaluate, read_movielens
+from models.evaluation.prequential import evaluate
 from models.hybrid import HybridRecommender
 from models.rerank.online import OnlineRanker
 from models.retrieval.cooccurrence import CooccurrenceRecommender
 from models.retrieval.popularity import PopularityRecommender
+from stream_app.data.eventlog import read_file
+from stream_app.data.sources import SourceError
 from tests.paths import ROOT, shared_data_dir  # noqa: F401
 
 DATA = Path(os.environ.get("STREAMREC_SHARED_DATA", shared_data_dir()))
@@ -87,14 +90,14 @@ def test_retrain_hook_installs_new_deep_model():
 def test_read_movielens_rejects_other_files(tmp_path):
     bad = tmp_path / "x.csv"
     bad.write_text("user,item\n1,2\n")
-    with pytest.raises(ValueError, match="MovieLens header"):
-        read_movielens(bad)
+    with pytest.raises(SourceError, match="lacks column"):
+        read_file(bad, "movielens")
 
 
 @needs_movielens
 def test_movielens_cooccurrence_and_online_beat_popularity():
-    events = read_movielens(RATINGS, limit=12_000)
-    assert len(events) == 12_000 and all(a.ts <= b.ts for a, b in zip(events, events[1:]))
+    events = read_file(RATINGS, "movielens")[:12_000]
+    assert len(events) == 12_000 and all(a.ts <= b.ts for a, b in pairwise(events))
     systems = {
         "popularity": PopularityRecommender(),
         "cooccurrence": CooccurrenceRecommender(),

@@ -50,7 +50,7 @@ def test_index_mirrors_cooccurrence_rows_through_pruning():
         assert idx.totals[i] == cooc.totals[item]
     pop = model.popularity
     for item, c in pop.counts.items():
-        assert model._counts[idx.ids[item]] == c
+        assert idx.pop_counts[idx.ids[item]] == c
 
 
 def test_wave_ranking_matches_single_rankings_and_votes():

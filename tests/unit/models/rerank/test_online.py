@@ -18,7 +18,7 @@ def test_chosen_item_rises_when_users_keep_picking_it():
     probe = UserContext("probe", recent_items=("i5", "i6"))
     before = [item for item, _ in model.rank(probe, k=10)]
     target = before[7]
-    weights_before = dict(model.model._weights.to_dict())
+    weights_before = model.model.weights
     for n in range(60):
         user = UserContext(f"new{n}", recent_items=("i5", "i6"))
         shown = tuple(item for item, _ in model.rank(user, k=10))
@@ -27,7 +27,7 @@ def test_chosen_item_rises_when_users_keep_picking_it():
     after = [item for item, _ in model.rank(probe, k=10)]
     assert after.index(target) < before.index(target)
     assert model.n_pairs > 0
-    assert dict(model.model._weights.to_dict()) != weights_before
+    assert model.model.weights != weights_before
     assert model.version == 600 + 60
 
 

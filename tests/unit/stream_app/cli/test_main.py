@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from stream_app.cli.commands import parse_duration
+from stream_app.cli.models import parse_duration
 
 
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 
+from models.base import UserContext
 from schemas import Event
-from stream_app.core.logic import exclusions, live_hit, split_waves, to_context
+from stream_app.core.logic import exclusions, live_hit, split_waves, to_context, to_interaction
 from stream_app.core.state import UserState, apply_event, decode_state, encode_state
 
 
@@ -64,6 +65,25 @@ def test_exclusions_and_context():
     assert ctx.recent_items == ("i-9", "i-3") and ctx.purchased == frozenset({"i-9"})
     assert exclusions(ctx, ev(2, "i-3")) == {"i-9", "i-3"}
     assert ctx.counts == {"view": 0, "click": 1, "add_to_cart": 0, "purchase": 1}
+
+
+def test_stored_state_and_model_context_apply_events_alike():
+    rng = random.Random(2)
+    state, ctx = UserState(), UserContext.empty("u-1")
+    for i in range(400):
+        e = ev(i, f"i-{rng.randrange(30)}", rng.choice(["view", "click", "add_to_cart", "purchase"]))
+        state, _ = apply_event(state, e, i, recent_max=7, purchased_max=4)
+        ctx = ctx.after(to_interaction(e), 7, 4)
+        assert to_context("u-1", state) == ctx
+    assert len(ctx.recent_items) == 7 and len(ctx.purchased) == 4
+    default = UserContext.empty("u-1")
+    state = UserState()
+    for i in range(300):
+        e = ev(i, f"i-{i}", "purchase")
+        state, _ = apply_event(state, e, i)
+        default = default.after(to_interaction(e))
+    assert to_context("u-1", state) == default  # the same bounds by default (50 recent, 200 purchased)
+    assert len(default.recent_items) == 50 and len(default.purchased) == 200
 
 
 def test_split_waves_keeps_order_and_users_unique():

@@ -19,7 +19,7 @@ def test_percentile_interpolates_and_rejects_bad_q():
     assert percentile([7.0], 95) == 7.0
     assert percentile([], 50) is None
     for bad in (-1, 101, float("nan")):
-        with pytest.raises(ValueError, match="0..100"):
+        with pytest.raises(ValueError, match=r"0\.\.100"):
             percentile(values, bad)
 
 

@@ -143,7 +143,7 @@ def test_unknown_format_lists_formats(tmp_path):
 
 def test_missing_file_is_clear(tmp_path):
     missing = tmp_path / "nope.csv"
-    with pytest.raises(FileNotFoundError, match="movielens input file not found: .*nope.csv"):
+    with pytest.raises(FileNotFoundError, match=r"movielens input file not found: .*nope\.csv"):
         iter_events(missing, "movielens")  # raised at call time, not at first next()
 
 
@@ -191,7 +191,7 @@ def test_jsonl_keep_returns_rejected_rows_in_place(tmp_path):
     assert rejected[0].raw == b'{"event_id": "e-x"}'
     assert "user_id" in rejected[0].reason
     assert count_types(out) == Counter({"view": 1, "click": 1, "rejected": 2})
-    with pytest.raises(SourceError, match="events.jsonl:2:"):
+    with pytest.raises(SourceError, match=r"events\.jsonl:2:"):
         read_events(path, "jsonl")
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from stream_app.core.offsets import OffsetTracker
 from stream_app.core.state import decode_state
-from stream_app.worker import agents
-from stream_app.worker.readback import OffsetTracker
+from stream_app.settings import Settings
+from stream_app.worker.build import Worker, build_worker
 
 
 class Recorder:
@@ -25,40 +26,42 @@ class Recorder:
         return [r for r in self.records if r[0] == topic]
 
 
-@pytest.fixture(autouse=True)
-def fresh_offsets(monkeypatch) -> None:
-    """Each test_context() delivers offsets from 0 again, like a new assignment: start afresh."""
-    monkeypatch.setattr(agents, "offsets", OffsetTracker())
+@pytest.fixture
+def outbox() -> Recorder:
+    return Recorder()
 
 
 @pytest.fixture
-def outbox(monkeypatch) -> Recorder:
-    rec = Recorder()
-    monkeypatch.setattr(agents, "outbox", rec)
-    return rec
+def worker(outbox, tmp_path) -> Worker:
+    """A worker of its own (own app, table and data folder) whose output is recorded in memory."""
+    return build_worker(Settings(data_dir=tmp_path, app_id=f"unit-{tmp_path.name}"), outbox=outbox)
 
 
 def ev(i: int, user: str = "u-1", item: str = "i-1", typ: str = "click") -> bytes:
     return orjson.dumps({"event_id": f"e-{i}", "user_id": user, "item_id": item, "type": typ, "ts": 100.0 + i})
 
 
-async def drain(outbox: Recorder) -> list[dict]:
+async def drain(worker: Worker, outbox: Recorder) -> list[dict]:
     """Score whatever the agent queued, as the scorer task would."""
     batch = []
-    while not agents.scorer.queue.empty():
-        batch.append(agents.scorer.queue.get_nowait())
+    while not worker.scorer.queue.empty():
+        batch.append(worker.scorer.queue.get_nowait())
     acked = []
 
     async def ack(handle):
         acked.append(handle)
 
     async def send(key, value):
-        await outbox.send(agents.RECOMMENDATIONS, key, value)
+        await outbox.send(worker.topics.recommendations, key, value)
 
     if batch:
-        await agents.scorer.process(batch, send, ack)
+        await worker.scorer.process(batch, send, ack)
     assert len(acked) == len(batch)
-    return [orjson.loads(r[2]) for r in outbox.on(agents.RECOMMENDATIONS)]
+    return [orjson.loads(r[2]) for r in outbox.on(worker.topics.recommendations)]
+
+
+CODES = {"malformed": "malformed_json", "tombstone": "empty", "empty": "empty", "key": "bad_key"}
+"""The DLQ code expected for each reason text below (the others are schema errors)."""
 
 
 @pytest.mark.parametrize(
@@ -81,52 +84,54 @@ async def drain(outbox: Recorder) -> list[dict]:
         (b"u-1", b'"just a string"', "object"),
     ],
 )
-async def test_invalid_records_are_dead_lettered_with_reason(outbox, key, value, reason):
-    async with agents.ingest.test_context() as agent:
+async def test_invalid_records_are_dead_lettered_with_reason(worker, outbox, key, value, reason):
+    async with worker.ingest_agent.test_context() as agent:
         await agent.put(value=value, key=key)
         await agent.put(value=ev(2), key=b"u-1")  # the stream goes on after a bad record
-    dlq = outbox.on(agents.DLQ)
+    dlq = outbox.on(worker.topics.dlq)
     assert len(dlq) == 1
-    topic, k, v, headers = dlq[0]
+    _topic, k, v, headers = dlq[0]
     assert (k, v) == (key, value)
     assert reason.lower() in headers["error"].decode().lower()
-    assert {"error", "topic", "partition", "offset"} <= set(headers)
-    recs = await drain(outbox)
+    assert {"error", "error_code", "topic", "partition", "offset"} <= set(headers)
+    assert headers["error_code"].decode() == CODES.get(reason, "schema")
+    assert worker.metrics.value("streamrec_dlq_total", reason=CODES.get(reason, "schema")) == 1
+    recs = await drain(worker, outbox)
     assert [r["event_id"] for r in recs] == ["e-2"]
 
 
-async def test_valid_events_update_state_once_and_get_a_recommendation(outbox):
-    async with agents.ingest.test_context() as agent:
+async def test_valid_events_update_state_once_and_get_a_recommendation(worker, outbox):
+    async with worker.ingest_agent.test_context() as agent:
         await agent.put(value=ev(1, user="u-9", item="i-1", typ="view"), key=b"u-9")
         await agent.put(value=ev(2, user="u-9", item="i-2", typ="purchase"), key=b"u-9")
         await agent.put(value=ev(3, user="u-9", item="i-3", typ="click"), key=b"u-9")
-        recs = await drain(outbox)
-        state = decode_state(agents.user_state.get(b"u-9"))
+        recs = await drain(worker, outbox)
+        state = decode_state(worker.user_state.get(b"u-9"))
     assert state.counts == [1, 1, 0, 1]
     assert state.recent[-3:] == ["i-1", "i-2", "i-3"]
     assert state.purchased == ["i-2"]
-    changelog = outbox.on(agents.store.changelog)
-    assert [(k, v) for _, k, v, _ in changelog] == [(b"u-9", agents.user_state.get(b"u-9"))]  # one per batch
+    changelog = outbox.on(worker.store.changelog)
+    assert [(k, v) for _, k, v, _ in changelog] == [(b"u-9", worker.user_state.get(b"u-9"))]  # one per batch
     assert [r["event_id"] for r in recs] == ["e-1", "e-2", "e-3"]
     for r in recs[1:]:
         assert "i-2" not in {i["item_id"] for i in r["items"]}
-    assert not outbox.on(agents.DLQ)
+    assert not outbox.on(worker.topics.dlq)
 
 
-async def test_a_replayed_record_changes_nothing(outbox):
-    async with agents.ingest.test_context() as agent:
+async def test_a_replayed_record_changes_nothing(worker, outbox):
+    async with worker.ingest_agent.test_context() as agent:
         await agent.put(value=ev(1, user="u-replay", item="i-1"), key=b"u-replay")
-        await drain(outbox)
-        first = agents.user_state.get(b"u-replay")
+        await drain(worker, outbox)
+        first = worker.user_state.get(b"u-replay")
     # a new test context starts offsets at 0 again: exactly what a replay after a crash looks like
     # (a new process, so nothing is remembered of the offsets passed on before)
-    agents.offsets = OffsetTracker()
-    async with agents.ingest.test_context() as agent:
+    worker.ingest.offsets = OffsetTracker()
+    async with worker.ingest_agent.test_context() as agent:
         await agent.put(value=ev(1, user="u-replay", item="i-1"), key=b"u-replay")
-        recs = await drain(outbox)
-        again = agents.user_state.get(b"u-replay")
+        recs = await drain(worker, outbox)
+        again = worker.user_state.get(b"u-replay")
     assert first == again
     assert decode_state(again).counts == [0, 1, 0, 0]
     assert [r["event_id"] for r in recs] == ["e-1", "e-1"]  # the duplicate still gets its message
     # the replay writes the stored state to the changelog again (repairing one that missed it)
-    assert [v for _, k, v, _ in outbox.on(agents.store.changelog)] == [first, first]
+    assert [v for _, k, v, _ in outbox.on(worker.store.changelog)] == [first, first]

@@ -1,4 +1,4 @@
-"""Batched reads and writes of the ``user_state`` table, for the scorer.
+"""Batched reads and writes of users' states, for the scorer (the backend is pluggable).
 
 Faust's per-key table API costs about 200 us per write here: each write sends one changelog
 record through Faust's producer buffer with a callback that writes the table's persisted offset
@@ -30,9 +30,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from typing import Any
-
-import rocksdict
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +38,20 @@ Send = Callable[..., Awaitable[Any]]
 """``send(topic, key, value, partition=p)``: queue a record, return the delivery future."""
 
 
+class StateBackend(Protocol):
+    """Where users' states are stored: one key-value database per partition."""
+
+    def get(self, partition: int, key: bytes) -> bytes | None: ...
+
+    def write(self, partition: int, items: list[tuple[bytes, bytes]]) -> None: ...
+
+    def set_persisted_offset(self, partition: int, offset: int) -> None: ...
+
+
 class DictTable:
     """A stand-in store with the same two operations, for code that runs without Faust."""
 
-    def __init__(self, data: dict) -> None:
+    def __init__(self, data: dict[tuple[int, bytes], bytes]) -> None:
         self.data = data
 
     def get(self, partition: int, key: bytes) -> bytes | None:
@@ -57,34 +65,10 @@ class DictTable:
         pass
 
 
-class FaustRocksTable:
-    """The RocksDB databases (one per partition) behind a Faust table with the rocksdict driver."""
-
-    def __init__(self, table) -> None:
-        self.table = table
-
-    def _db(self, partition: int):
-        return self.table.data._db_for_partition(partition)
-
-    def get(self, partition: int, key: bytes) -> bytes | None:
-        return self._db(partition).get(key)
-
-    def write(self, partition: int, items: list[tuple[bytes, bytes]]) -> None:
-        wb = rocksdict.WriteBatch(raw_mode=True)
-        for k, v in items:
-            wb.put(k, v)
-        self._db(partition).write(wb)
-
-    def set_persisted_offset(self, partition: int, offset: int) -> None:
-        db = self.table.data._dbs.get(partition)
-        if db is not None:  # not when the partition was revoked (and its database closed) meanwhile
-            db.put(self.table.data.offset_key, str(offset).encode())
-
-
 class UserStateStore:
     """Read a user's stored state; write a batch of states to the store and the changelog."""
 
-    def __init__(self, backend, changelog: str, send: Send | None) -> None:
+    def __init__(self, backend: StateBackend, changelog: str, send: Send | None) -> None:
         self.backend = backend
         self.changelog = changelog
         self.send = send
@@ -111,8 +95,8 @@ class UserStateStore:
             if isinstance(fut, asyncio.Future):
                 fut.add_done_callback(self._persisted_callback(partition))
 
-    def _persisted_callback(self, partition: int):
-        def done(fut: asyncio.Future) -> None:
+    def _persisted_callback(self, partition: int) -> Callable[[asyncio.Future[Any]], None]:
+        def done(fut: asyncio.Future[Any]) -> None:
             if fut.cancelled() or fut.exception() is not None:
                 return  # the flush before the next commit raises it; nothing to record here
             offset = fut.result().offset

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from schemas import Event
 from stream_app.core.pipeline import Pending, Pipeline
 from stream_app.core.state import decode_state
-from stream_app.worker.userstore import DictTable, UserStateStore
+from stream_app.core.store import DictTable, UserStateStore
 
 
 class Backend(DictTable):

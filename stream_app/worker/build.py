@@ -1,0 +1,101 @@
+"""The composition root: :func:`build_worker` makes one worker from a settings object.
+
+Everything a worker is made of is built here and handed to the parts that use it: the Faust
+app, its topics and table, the pipeline, the state store, the scorer, the model watcher, the
+ingest agent, the background tasks and the web views. Nothing is read from files, settings or
+the network at import or while building: the online checkpoint is restored by
+:meth:`Worker.restore` when the worker starts, and Kafka is reached only once the app runs.
+Two workers built in one process share nothing.
+
+>>> from stream_app.settings import Settings
+>>> w = build_worker(Settings(app_id="doc-shop", top_k=5))
+>>> w.pipeline.top_k, w.topics.events_name, w.user_state.changelog_topic.get_topic_name()
+(5, 'events', 'doc-shop-user_state-changelog')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from stream_app.core.metrics import WorkerMetrics
+from stream_app.core.pipeline import Pipeline
+from stream_app.core.scorer import Scorer
+from stream_app.core.store import UserStateStore
+from stream_app.settings import Settings
+from stream_app.web.dashboard import Dashboard, register_dashboard
+from stream_app.web.probes import register_probes
+from stream_app.web.users import register_user_views
+from stream_app.worker.agents import Ingest
+from stream_app.worker.app import create_app
+from stream_app.worker.checkpoints import CheckpointStore
+from stream_app.worker.outbox import Outbox, ProducerOutbox
+from stream_app.worker.state_backend import FaustRocksTable
+from stream_app.worker.swap import ModelWatcher
+from stream_app.worker.tables import declare_user_state
+from stream_app.worker.tasks import register_tasks
+from stream_app.worker.topics import Topics, declare_topics
+
+
+@dataclass(eq=False)
+class Worker:
+    """One stream worker: its settings and every part built from them."""
+
+    settings: Settings
+    app: faust.App
+    metrics: WorkerMetrics
+    topics: Topics
+    user_state: Any
+    pipeline: Pipeline
+    checkpoints: CheckpointStore
+    outbox: Outbox
+    store: UserStateStore
+    scorer: Scorer
+    watcher: ModelWatcher
+    ingest: Ingest
+    ingest_agent: Any = None
+    dashboard: Dashboard | None = field(default=None, repr=False)
+
+    def restore(self) -> bool:
+        """Load the online models' last checkpoint (at start, before the stream runs)."""
+        return self.checkpoints.restore_into(self.pipeline)
+
+
+def build_pipeline(s: Settings) -> Pipeline:
+    return Pipeline(
+        top_k=s.top_k,
+        return_horizon_s=s.return_horizon_s,
+        popularity_half_life_s=s.popularity_half_life_s,
+        deep_pool=s.deep_pool,
+        deep_history=s.deep_history,
+    )
+
+
+def build_worker(s: Settings, outbox: Outbox | None = None) -> Worker:
+    """Build a worker from ``s``; ``outbox`` replaces the producer (tests capture output with it)."""
+    metrics = WorkerMetrics()
+    app = create_app(s, metrics)
+    topics = declare_topics(app, s)
+    user_state = declare_user_state(app, s)
+    out: Outbox = outbox if outbox is not None else ProducerOutbox(app)
+
+    async def send_state(topic: str, key: bytes, value: bytes, partition: int) -> Any:
+        return await out.send(topic, key, value, partition=partition)
+
+    pipeline = build_pipeline(s)
+    store = UserStateStore(FaustRocksTable(user_state), user_state.changelog_topic.get_topic_name(), send_state)
+    scorer = Scorer(pipeline, s.batch_max, s.batch_wait_ms, s.queue_max, store=store,
+                    recent_max=s.recent_max, purchased_max=s.purchased_max, metrics=metrics)
+    w = Worker(
+        settings=s, app=app, metrics=metrics, topics=topics, user_state=user_state, pipeline=pipeline,
+        checkpoints=CheckpointStore(s.data_dir / "online" / "checkpoint.msgpack"), outbox=out, store=store,
+        scorer=scorer, watcher=ModelWatcher(pipeline, s.registry_path, metrics=metrics),
+        ingest=Ingest(app, s, topics, scorer, out, metrics),
+    )
+    register_tasks(w)
+    register_user_views(w)
+    register_probes(w)
+    w.dashboard = register_dashboard(w)
+    return w
