@@ -69,6 +69,11 @@ class Settings(BaseSettings):
         description="consumer group session timeout: how long a killed worker keeps its partitions",
     )
     heartbeat_interval_s: float = Field(1.0, gt=0, le=100, description="consumer heartbeat period (< a third of the above)")
+    output_retry_s: float = Field(
+        30.0, gt=0, le=3600,
+        description="how long a failed output (recommendation, dead letter, changelog record) is sent again before "
+                    "the worker stops without acknowledging its input (the restart replays it)",
+    )
     instance_id: str = Field(
         "", max_length=200, pattern=r"^[A-Za-z0-9._-]*$",
         description="static group membership (KIP-345): a name unique to this worker that it keeps across "

@@ -75,6 +75,11 @@ def user_message(exc: BaseException) -> str | None:
 
         if isinstance(exc, BrokerError):
             return _first_line(exc)
+    if "stream_app.worker.faust_internals" in sys.modules:
+        from stream_app.worker.faust_internals import FaustVersionError
+
+        if isinstance(exc, FaustVersionError):
+            return _first_line(exc)
     if "stream_app.ops.evaluation" in sys.modules:
         from stream_app.ops.evaluation import EvaluationError
 

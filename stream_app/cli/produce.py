@@ -6,11 +6,22 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from kafka.errors import KafkaError
 from tqdm import tqdm
 
+from stream_app.cli.errors import UserError
 from stream_app.client import EventProducer
 from stream_app.data.sources import Rejected
 from stream_app.kafka import KafkaTarget, as_connection
+
+
+class SendFailed(UserError):
+    """Some records were not written (the producer's flush only logs failed batches)."""
+
+    def __init__(self, failed: int, sent: int, first: BaseException) -> None:
+        super().__init__(f"{failed} of {sent} events were not written to Kafka (first error: {first!r}); "
+                         "nothing else was lost: send them again")
+        self.failed, self.sent, self.first = failed, sent, first
 
 
 def produce_events(
@@ -26,26 +37,63 @@ def produce_events(
     worker dead-letters them (nothing is dropped quietly). Returns ``(sent, rejected, seconds)``.
 
     ``kafka`` is the connection (a bare bootstrap string means plaintext); ``kafka_kwargs`` are
-    extra producer options.
+    extra producer options. Raises :class:`SendFailed` if any record was not written.
     """
     sent = rejected = 0
+    tally = _Tally()
     start = time.perf_counter()
-    with EventProducer(topic=topic, connection=as_connection(kafka), **(kafka_kwargs or {})) as producer, tqdm(
-        total=total, disable=not progress, unit="ev", desc="produce", mininterval=0.5
-    ) as bar:
-        for row in source:
-            if isinstance(row, Rejected):
-                producer.send_raw(None, row.raw)
-                rejected += 1
-            else:
-                producer.send(row)
-            sent += 1
-            if sent % 256 == 0:
-                bar.update(256)
-                if rate > 0:
-                    ahead = sent / rate - (time.perf_counter() - start)
-                    if ahead > 0:
-                        time.sleep(ahead)
-        producer.flush()
-        bar.update(sent % 256)
+    producer = EventProducer(topic=topic, connection=as_connection(kafka), **(kafka_kwargs or {}))
+    try:
+        with tqdm(total=total, disable=not progress, unit="ev", desc="produce", mininterval=0.5) as bar:
+            for row in source:
+                if isinstance(row, Rejected):
+                    future = producer.send_raw(None, row.raw)
+                    rejected += 1
+                else:
+                    future = producer.send(row)
+                future.add_callback(tally.ok)
+                future.add_errback(tally.error)
+                sent += 1
+                if sent % 256 == 0:
+                    bar.update(256)
+                    if rate > 0:
+                        ahead = sent / rate - (time.perf_counter() - start)
+                        if ahead > 0:
+                            time.sleep(ahead)
+            tally.wait(producer, sent)
+            bar.update(sent % 256)
+    finally:
+        try:
+            producer.close()
+        except KafkaError:  # what it could not send is counted by the tally
+            pass
+    failed = len(tally.errors) + (sent - tally.done)
+    if failed:
+        first = tally.errors[0] if tally.errors else TimeoutError("no answer from the broker")
+        raise SendFailed(failed, sent, first)
     return sent, rejected, time.perf_counter() - start
+
+
+class _Tally:
+    """Counts the answers to the records sent (kafka-python's flush only logs failed batches)."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.errors: list[BaseException] = []
+
+    def ok(self, _metadata: object) -> None:
+        self.done += 1
+
+    def error(self, exc: BaseException) -> None:
+        self.done += 1
+        self.errors.append(exc)
+
+    def wait(self, producer: EventProducer, sent: int, timeout_s: float = 60.0) -> None:
+        """Flush, then wait until every record is answered (written or failed) or ``timeout_s``."""
+        try:
+            producer.flush()
+        except KafkaError:  # the flush can give up on a batch it split after a refusal: count instead
+            pass
+        deadline = time.monotonic() + timeout_s
+        while self.done < sent and time.monotonic() < deadline:
+            time.sleep(0.05)

@@ -18,6 +18,7 @@ message text.
 from __future__ import annotations
 
 import enum
+import hashlib
 
 from schemas import InvalidEvent
 
@@ -47,3 +48,34 @@ class DlqReason(enum.Enum):
             return cls(exc.kind)
         except ValueError:
             return cls.SCHEMA
+
+
+DLQ_VALUE_LIMIT = 512 * 1024
+"""Largest value a dead letter carries as it was; a longer one is cut (the producer refuses records
+over 1,000,000 bytes, which the broker still accepts on the events topic)."""
+DLQ_KEY_LIMIT = 16 * 1024
+
+
+def bounded(key: bytes | None, value: bytes | None, value_limit: int = DLQ_VALUE_LIMIT,
+            key_limit: int = DLQ_KEY_LIMIT) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """``(key, value, headers)`` of a dead letter that fits the producer's limit.
+
+    A value (or key) over its limit is cut to the limit; headers then say so and give the
+    original's size and SHA-256, so the record can still be found and told apart.
+
+    >>> key, value, headers = bounded(b"u-1", b"x" * 10, value_limit=4)
+    >>> value, dict(headers)["original_value_bytes"], dict(headers)["value_truncated"]
+    (b'xxxx', b'10', b'1')
+    >>> bounded(b"u-1", b"{}")
+    (b'u-1', b'{}', [])
+    """
+    headers: list[tuple[str, bytes]] = []
+    if value is not None and len(value) > value_limit:
+        headers += [("value_truncated", b"1"), ("original_value_bytes", str(len(value)).encode()),
+                    ("original_value_sha256", hashlib.sha256(value).hexdigest().encode())]
+        value = value[:value_limit]
+    if key is not None and len(key) > key_limit:
+        headers += [("key_truncated", b"1"), ("original_key_bytes", str(len(key)).encode()),
+                    ("original_key_sha256", hashlib.sha256(key).hexdigest().encode())]
+        key = key[:key_limit]
+    return key, value, headers

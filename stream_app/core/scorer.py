@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from schemas import encode
+from stream_app.core.delivery import Confirmer
 from stream_app.core.metrics import WorkerMetrics
 from stream_app.core.pipeline import Pending, Pipeline
 from stream_app.core.stats import LatencyReservoir
@@ -46,6 +47,8 @@ class Scorer:
         self.pipeline = pipeline
         self.metrics = metrics if metrics is not None else WorkerMetrics()
         self.latencies = LatencyReservoir()
+        self.confirmer: Confirmer | None = None
+        """Acknowledges a batch once its outputs are written; None: acknowledge once they are sent."""
         """Event -> recommendation latencies of the latest events (for the dashboard)."""
         self.store = store
         """Where users' states are read and written; None when the caller prepares batches."""
@@ -104,8 +107,16 @@ class Scorer:
                             "scoring failed: partition=%d offset=%d user=%s event=%s",
                             p.partition, p.offset, p.event.user_id, p.event.event_id,
                         )
-                        await dead_letter(p, f"internal error while scoring: {exc!r}")
-                        await ack(p.handle)
+                        out = await dead_letter(p, f"internal error while scoring: {exc!r}")
+                        await self.acknowledge([out], [p.handle], ack)
+
+    async def acknowledge(self, outputs: list[Any], handles: list[Any], ack: Ack) -> None:
+        """Acknowledge ``handles`` once ``outputs`` are written (through the confirmer, if any)."""
+        if self.confirmer is not None:
+            await self.confirmer.confirm(outputs, handles)
+            return
+        for handle in handles:
+            await ack(handle)
 
     async def process(self, batch: list[Pending], send: Send, ack: Ack) -> None:
         t0 = time.perf_counter()
@@ -113,7 +124,9 @@ class Scorer:
             states, duplicates = self.pipeline.prepare(batch, self.store.read, self.recent_max, self.purchased_max)
             if duplicates:
                 self.metrics.duplicates.inc(duplicates)
-            await self.store.write(states)
+            outputs = await self.store.write(states)
+        else:
+            outputs = []
         messages = self.pipeline.score(batch)
         self.busy_s += time.perf_counter() - t0
         self.metrics.scoring.observe(time.perf_counter() - t0)
@@ -121,7 +134,7 @@ class Scorer:
         for p, msg in zip(batch, messages):
             value = encode(msg)
             user = p.event.user_id
-            await send(user.encode(), value)
+            outputs.append(await send(user.encode(), value))
             self.last[user] = value
             self.last.move_to_end(user)
         while len(self.last) > self.last_max:
@@ -133,7 +146,7 @@ class Scorer:
         self.latencies.extend([now - p.received for p in batch])
         for p in batch:
             self.metrics.latency.observe(now - p.received)
-            await ack(p.handle)
+        await self.acknowledge(outputs, [p.handle for p in batch], ack)
         self.sent += len(batch)
         self.batches += 1
         self.metrics.recommendations.inc(len(batch))

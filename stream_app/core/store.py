@@ -19,7 +19,8 @@ changelog.
 >>> import asyncio, tempfile
 >>> from pathlib import Path
 >>> store = UserStateStore(DictTable({}), changelog="t-changelog", send=None)
->>> asyncio.run(store.write({(0, "u-1"): b"state"}))
+>>> asyncio.run(store.write({(0, "u-1"): b"state"}))  # no changelog sender here: nothing to confirm
+[]
 >>> store.read(0, "u-1"), store.read(1, "u-1")
 (b'state', None)
 """
@@ -77,28 +78,35 @@ class UserStateStore:
     def read(self, partition: int, user_id: str) -> bytes | None:
         return self.backend.get(partition, user_id.encode())
 
-    async def write(self, states: dict[tuple[int, str], bytes]) -> None:
-        """Store ``{(partition, user_id): encoded state}`` and queue one changelog record each."""
+    async def write(self, states: dict[tuple[int, str], bytes]) -> list[Any]:
+        """Store ``{(partition, user_id): encoded state}`` and queue one changelog record each.
+
+        Returns what each changelog send returned (the outputs to confirm before acknowledging).
+        """
+        sent: list[Any] = []
         if not states:
-            return
+            return sent
         by_partition: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
         for (partition, user), value in states.items():
             by_partition[partition].append((user.encode(), value))
         for partition, items in by_partition.items():
             self.backend.write(partition, items)
         if self.send is None:
-            return
+            return sent
         for partition, items in by_partition.items():
-            fut = None
+            out = None
             for key, value in items:
-                fut = await self.send(self.changelog, key, value, partition=partition)
+                out = await self.send(self.changelog, key, value, partition=partition)
+                sent.append(out)
+            fut = getattr(out, "delivery", out)
             if isinstance(fut, asyncio.Future):
                 fut.add_done_callback(self._persisted_callback(partition))
+        return sent
 
     def _persisted_callback(self, partition: int) -> Callable[[asyncio.Future[Any]], None]:
         def done(fut: asyncio.Future[Any]) -> None:
             if fut.cancelled() or fut.exception() is not None:
-                return  # the flush before the next commit raises it; nothing to record here
+                return  # the confirmer sends it again (or stops the worker); nothing to record here
             offset = fut.result().offset
             if offset > self.persisted.get(partition, -1):
                 self.persisted[partition] = offset

@@ -10,9 +10,13 @@ import time
 import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from stream_app.ops.children import tie
 from stream_app.settings import Settings
+
+if TYPE_CHECKING:
+    from stream_app.kafka import KafkaConnection
 
 
 def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
@@ -35,7 +39,7 @@ def start_worker(s: Settings, log_path: Path, env_extra: dict[str, Any] | None =
     with open(log_path, "ab") as log:  # the worker gets its own copy of the descriptor
         return subprocess.Popen(
             [sys.executable, "-m", "stream_app", "worker"], stdout=log, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=tie(),
         )
 
 
@@ -67,76 +71,109 @@ def train_when_ready(s: Settings, total: int, rate: float, stop: threading.Event
               flush=True)
 
 
-def run_demo(s: Settings, dataset: Path | None, fmt: str, events: int, rate: float, keep_running: bool) -> None:
+def _start_broker(s: Settings) -> bool:
+    """Start the local broker with the demo's topics; return whether it was running already."""
     from stream_app import broker
-    from stream_app.cli.consume import describe
-    from stream_app.cli.produce import produce_events
-    from stream_app.kafka import kafka_consumer
 
-    conn = s.kafka_connection()  # TLS / SASL options for every client of the demo
     host, port = s.broker_host_port
     print(f"[demo] starting Kafka on {host}:{port} (first run downloads it from Maven Central) ...", flush=True)
     topics = s.topic_partitions()
-    was_running = broker.status(host, port, s.kafka_data_dir)["running"]
+    was_running: bool = broker.status(host, port, s.kafka_data_dir)["running"]
     broker.up(host, port, s.kafka_data_dir, s.kafka_cache_dir, topics)
+    return was_running
+
+
+def _print_urls(s: Settings) -> None:
+    print(
+        f"[demo] worker up. Watch it:\n"
+        f"         dashboard        {s.web_url}/dashboard\n"
+        f"         metrics          {s.web_url}/metrics\n"
+        f"         a user's state   {s.web_url}/users/<user_id>/state\n"
+        f"         their last list  {s.web_url}/users/<user_id>/recommendations\n"
+        f"         recommendations  .venv/bin/streamrec consume",
+        flush=True,
+    )
+
+
+def _event_source(dataset: Path | None, fmt: str, events: int) -> tuple[Iterable[Any], int, str]:
+    """The events to replay, how many there are, and how to name them: ``dataset``, else a synthetic stream."""
+    source: Iterable[Any]
+    if dataset is not None:
+        from stream_app.data.sources import read_events
+
+        source = read_events(dataset, fmt, errors="keep")
+        total = len(source)
+        label = f"{dataset} ({fmt})"
+    else:
+        from stream_app.data.synthetic import generate
+
+        source, total, label = generate(events, n_users=2000, n_items=5000, seed=7), events, "synthetic stream"
+    return source, total, label
+
+
+def _start_feed(s: Settings, conn: KafkaConnection, source: Iterable[Any], total: int, rate: float,
+                stop: threading.Event) -> tuple[threading.Thread, dict[str, Any]]:
+    """Start the producer and the trainer threads; return the producer and the dict its result lands in."""
+    from stream_app.cli.produce import produce_events
+
+    result: dict[str, Any] = {}
+
+    def feed() -> None:
+        result["out"] = produce_events(source, conn, rate=rate, total=total, progress=False,
+                                       topic=s.events_topic)
+
+    producer = threading.Thread(target=feed, daemon=True)
+    producer.start()
+    trainer = threading.Thread(target=train_when_ready, args=(s, total, rate, stop), daemon=True)
+    trainer.start()
+    return producer, result
+
+
+def _follow(s: Settings, conn: KafkaConnection, worker: subprocess.Popen[bytes], worker_log: Path,
+            producer: threading.Thread, result: dict[str, Any], keep_running: bool, stop: threading.Event) -> None:
+    """Print about one recommendation a second until the stream is done (or ``stop``, with ``keep_running``)."""
+    from stream_app.cli.consume import describe
+    from stream_app.kafka import kafka_consumer
+
+    consumer = kafka_consumer(conn, s.recommendations_topic, group_id=None, auto_offset_reset="latest",
+                              enable_auto_commit=False, consumer_timeout_ms=1000)
+    seen, last_print, started = 0, 0.0, time.monotonic()
+    while not stop.is_set():
+        for record in consumer:
+            seen += 1
+            if time.monotonic() - last_print > 1.0:
+                last_print = time.monotonic()
+                print(f"  [{seen:>7} recs] {describe(record.value)}", flush=True)
+        if worker.poll() is not None:
+            raise RuntimeError(f"the worker stopped (status {worker.returncode}); see {worker_log}")
+        if not producer.is_alive() and "out" in result:
+            sent, _, secs = result.pop("out")
+            print(f"[demo] stream done: {sent} events in {secs:.1f}s; {seen} recommendations so far "
+                  f"({time.monotonic() - started:.0f}s)", flush=True)
+            if not keep_running:
+                time.sleep(3)
+                break
+            print("[demo] still serving; Ctrl-C stops the worker and the broker", flush=True)
+    consumer.close()
+
+
+def run_demo(s: Settings, dataset: Path | None, fmt: str, events: int, rate: float, keep_running: bool) -> None:
+    from stream_app import broker
+
+    conn = s.kafka_connection()  # TLS / SASL options for every client of the demo
+    was_running = _start_broker(s)
     worker_log = s.data_dir / "demo-worker.log"
     print(f"[demo] starting a worker (log: {worker_log}) ...", flush=True)
     worker = start_worker(s, worker_log)
     stop = threading.Event()
     try:
         _wait_http(f"{s.web_url}/health", 120, worker)
-        print(
-            f"[demo] worker up. Watch it:\n"
-            f"         dashboard        {s.web_url}/dashboard\n"
-            f"         metrics          {s.web_url}/metrics\n"
-            f"         a user's state   {s.web_url}/users/<user_id>/state\n"
-            f"         their last list  {s.web_url}/users/<user_id>/recommendations\n"
-            f"         recommendations  .venv/bin/streamrec consume",
-            flush=True,
-        )
-        source: Iterable[Any]
-        if dataset is not None:
-            from stream_app.data.sources import read_events
-
-            source = read_events(dataset, fmt, errors="keep")
-            total = len(source)
-            label = f"{dataset} ({fmt})"
-        else:
-            from stream_app.data.synthetic import generate
-
-            source, total, label = generate(events, n_users=2000, n_items=5000, seed=7), events, "synthetic stream"
+        _print_urls(s)
+        source, total, label = _event_source(dataset, fmt, events)
         print(f"[demo] replaying {total} events from {label} at "
               f"{'full speed' if not rate else f'{rate:.0f} events/s'}; recommendations follow:", flush=True)
-        result: dict[str, Any] = {}
-
-        def feed() -> None:
-            result["out"] = produce_events(source, conn, rate=rate, total=total, progress=False,
-                                           topic=s.events_topic)
-
-        producer = threading.Thread(target=feed, daemon=True)
-        producer.start()
-        trainer = threading.Thread(target=train_when_ready, args=(s, total, rate, stop), daemon=True)
-        trainer.start()
-        consumer = kafka_consumer(conn, s.recommendations_topic, group_id=None, auto_offset_reset="latest",
-                                  enable_auto_commit=False, consumer_timeout_ms=1000)
-        seen, last_print, started = 0, 0.0, time.monotonic()
-        while not stop.is_set():
-            for record in consumer:
-                seen += 1
-                if time.monotonic() - last_print > 1.0:
-                    last_print = time.monotonic()
-                    print(f"  [{seen:>7} recs] {describe(record.value)}", flush=True)
-            if worker.poll() is not None:
-                raise RuntimeError(f"the worker stopped (status {worker.returncode}); see {worker_log}")
-            if not producer.is_alive() and "out" in result:
-                sent, _, secs = result.pop("out")
-                print(f"[demo] stream done: {sent} events in {secs:.1f}s; {seen} recommendations so far "
-                      f"({time.monotonic() - started:.0f}s)", flush=True)
-                if not keep_running:
-                    time.sleep(3)
-                    break
-                print("[demo] still serving; Ctrl-C stops the worker and the broker", flush=True)
-        consumer.close()
+        producer, result = _start_feed(s, conn, source, total, rate, stop)
+        _follow(s, conn, worker, worker_log, producer, result, keep_running, stop)
     except KeyboardInterrupt:
         print("\n[demo] stopping ...", flush=True)
     finally:

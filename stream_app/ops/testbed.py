@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Self
 import orjson
 
 from stream_app.kafka import KafkaConnection, KafkaTarget, as_connection, kafka_consumer, kafka_producer
+from stream_app.ops.children import tie
 
 if TYPE_CHECKING:
     from kafka import KafkaProducer
@@ -216,7 +217,8 @@ class WorkerProc:
             log.write(f"==== start {self.starts + 1} at {time.time():.3f}\n".encode())
             log.flush()
             self.proc = subprocess.Popen([sys.executable, "-m", "stream_app", "worker"], cwd=ROOT, env=self.env,
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                         preexec_fn=tie())
         self.starts += 1
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:

@@ -18,7 +18,20 @@ def bearer_ok(token: str | None, header: str) -> bool:
     """
     if not token:
         return True
-    return hmac.compare_digest(header.encode(), f"Bearer {token}".encode())
+    return same_secret(header, f"Bearer {token}")
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison; a value that is not valid text (undecodable bytes) never matches.
+
+    >>> same_secret("Bearer " + chr(0xDCFF), "Bearer s3"), same_secret("s3", "s3")
+    (False, True)
+    """
+    try:
+        raw = given.encode()
+    except UnicodeEncodeError:
+        return False
+    return hmac.compare_digest(raw, expected.encode())
 
 
 def authorized(token: str | None) -> Callable[[Handler], Handler]:
@@ -45,7 +58,7 @@ def authorized_page(token: str | None) -> Callable[[Handler], Handler]:
         @wraps(view)
         async def wrapper(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
             given = request.query.get("token")
-            if token and given is not None and hmac.compare_digest(given.encode(), token.encode()):
+            if token and given is not None and same_secret(given, token):
                 return await view(self, request, *args, **kwargs)
             return await guarded(self, request, *args, **kwargs)
 

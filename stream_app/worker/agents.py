@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from faust.types.tuples import Message
 
 from schemas import InvalidEvent, decode_event
-from stream_app.core.dlq import DlqReason
+from stream_app.core.dlq import DlqReason, bounded
 from stream_app.core.metrics import WorkerMetrics
 from stream_app.core.offsets import OffsetTracker
 from stream_app.core.pipeline import Pending
@@ -27,6 +28,10 @@ from stream_app.worker.readback import fetch_range, start_offsets
 from stream_app.worker.topics import Topics
 
 log = logging.getLogger(__name__)
+
+
+def _raise(reason: str) -> None:
+    raise RuntimeError(reason)
 
 
 class Ingest:
@@ -42,6 +47,8 @@ class Ingest:
         self.metrics = metrics
         self.offsets = OffsetTracker()
         self.stream: Any = None
+        self.stop: Callable[[str], None] = _raise
+        """What to do when the agent cannot go on without skipping records (the worker stops)."""
         self._starts: dict[str, Any] = {}
 
     async def run(self, stream: Any) -> None:
@@ -76,35 +83,39 @@ class Ingest:
                     raise InvalidEvent("record key must be the event's user_id (UTF-8)", DlqReason.BAD_KEY.code)
             except InvalidEvent as exc:
                 self.metrics.events.labels("invalid").inc()
-                await self.dead_letter(key, value, topic, partition, offset, DlqReason.of(exc), str(exc))
-                await self.ack(handle)
+                out = await self.dead_letter(key, value, topic, partition, offset, DlqReason.of(exc), str(exc))
+                await self.scorer.acknowledge([out], [handle], self.ack)
                 return
             self.metrics.events.labels("valid").inc()
             await self.scorer.put(Pending(ev, partition, offset, received=received, handle=handle))
         except Exception as exc:  # a bug must not stop the partition: dead-letter and go on
             log.exception("ingest failed: topic=%s partition=%d offset=%d", topic, partition, offset)
             self.metrics.events.labels("error").inc()
-            await self.dead_letter(key, value, topic, partition, offset, DlqReason.INTERNAL,
-                                   f"internal error while ingesting: {exc!r}")
-            await self.ack(handle)
+            out = await self.dead_letter(key, value, topic, partition, offset, DlqReason.INTERNAL,
+                                         f"internal error while ingesting: {exc!r}")
+            await self.scorer.acknowledge([out], [handle], self.ack)
 
     async def dead_letter(self, key: bytes | None, value: bytes | None, topic: str, partition: int, offset: int,
-                          reason: DlqReason, detail: str) -> None:
+                          reason: DlqReason, detail: str) -> Any:
+        """Send a dead letter (its key and value bounded to what the producer takes); return the output."""
         self.metrics.dlq.labels(reason.code).inc()
-        log.warning("dead-lettered topic=%s partition=%d offset=%d: %s", topic, partition, offset, detail)
+        log.warning("dead-lettered topic=%s partition=%d offset=%d: %s", topic, partition, offset, detail[:2000])
+        key, value, extra = bounded(key, value)
         headers = [
-            ("error", detail.encode("utf-8", "replace")),
+            ("error", detail[:4096].encode("utf-8", "replace")),
             ("error_code", reason.code.encode()),
             ("topic", topic.encode()),
             ("partition", str(partition).encode()),
             ("offset", str(offset).encode()),
+            *extra,
         ]
-        await self.outbox.send(self.topics.dlq, key, value, headers)
+        return await self.outbox.send(self.topics.dlq, key, value, headers)
 
-    async def dead_letter_pending(self, p: Pending, reason: str) -> None:
+    async def dead_letter_pending(self, p: Pending, reason: str) -> Any:
         """Dead-letter an event the scorer could not handle (a bug: the reason says which)."""
         msg = p.handle if isinstance(p.handle, Message) else p.handle.message
-        await self.dead_letter(msg.key, msg.value, msg.topic, msg.partition, msg.offset, DlqReason.INTERNAL, reason)
+        return await self.dead_letter(msg.key, msg.value, msg.topic, msg.partition, msg.offset,
+                                      DlqReason.INTERNAL, reason)
 
     async def starts(self, generation: int) -> dict[int, int]:
         """Where each events partition starts in this group generation (asked once per generation).
@@ -131,14 +142,23 @@ class Ingest:
         """Read the records the consumer skipped straight from the broker and ingest them, in order."""
         log.warning("consumer skipped offsets %d..%d of topic=%s partition=%d; reading them from the broker",
                     first, end - 1, topic, partition)
-        try:
-            records = await asyncio.to_thread(fetch_range, self.settings.kafka_connection(), topic, partition,
-                                              first, end)
-        except Exception:
-            log.exception("could not read the skipped offsets %d..%d of topic=%s partition=%d: they are "
-                          "not processed now (a restart processes them if the committed offset is still "
-                          "below them); check the broker connection", first, end - 1, topic, partition)
-            return
+        deadline = time.monotonic() + self.settings.output_retry_s
+        wait = 0.2
+        while True:
+            try:
+                records = await asyncio.to_thread(fetch_range, self.settings.kafka_connection(), topic, partition,
+                                                  first, end)
+                break
+            except Exception as exc:
+                if time.monotonic() + wait > deadline:
+                    # never go on past offsets that were not processed: stop; the restart replays them
+                    self.stop(f"could not read the skipped offsets {first}..{end - 1} of topic={topic} "
+                              f"partition={partition} within {self.settings.output_retry_s:.0f}s: {exc!r}")
+                    raise
+                log.warning("reading the skipped offsets %d..%d of topic=%s partition=%d failed (%r); "
+                            "trying again in %.1fs", first, end - 1, topic, partition, exc, wait)
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, 5.0)
         self.metrics.gap_records.inc(len(records))
         for r in records:
             handle = Message(r.topic, r.partition, r.offset, r.timestamp / 1000.0, r.timestamp_type,

@@ -15,11 +15,15 @@ Two workers built in one process share nothing.
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 
+from stream_app.core.delivery import Confirmer, Output
 from stream_app.core.metrics import WorkerMetrics
 from stream_app.core.pipeline import Pipeline
 from stream_app.core.scorer import Scorer
@@ -55,12 +59,30 @@ class Worker:
     scorer: Scorer
     watcher: ModelWatcher
     ingest: Ingest
+    confirmer: Confirmer | None = None
     ingest_agent: Any = None
     dashboard: Dashboard | None = field(default=None, repr=False)
 
     def restore(self) -> bool:
         """Load the online models' last checkpoint (at start, before the stream runs)."""
         return self.checkpoints.restore_into(self.pipeline)
+
+
+EXIT_OUTPUT_FAILED = 75
+"""Exit status of a worker that could not write an output (a supervisor restarts it; it replays)."""
+
+
+def stop_worker(reason: str) -> None:
+    """Stop the process at once, acknowledging and committing nothing more: what was not done is
+    processed again from the last committed offset after the restart."""
+    logging.getLogger(__name__).critical("stopping the worker (exit status %d): %s", EXIT_OUTPUT_FAILED, reason)
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(EXIT_OUTPUT_FAILED)
+
+
+def stop_on_output_failure(output: Output, error: BaseException) -> None:
+    stop_worker(f"{output.describe()} could not be written: {error!r}")
 
 
 def build_pipeline(s: Settings) -> Pipeline:
@@ -94,6 +116,10 @@ def build_worker(s: Settings, outbox: Outbox | None = None) -> Worker:
         scorer=scorer, watcher=ModelWatcher(pipeline, s.registry_path, metrics=metrics),
         ingest=Ingest(app, s, topics, scorer, out, metrics),
     )
+    if isinstance(out, ProducerOutbox):
+        w.ingest.stop = stop_worker
+        w.confirmer = scorer.confirmer = Confirmer(
+            out.resend, w.ingest.ack, retry_s=s.output_retry_s, on_fatal=stop_on_output_failure)
     register_tasks(w)
     register_user_views(w)
     register_probes(w)

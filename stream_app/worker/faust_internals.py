@@ -76,15 +76,28 @@ class FaustVersionError(RuntimeError):
     """The installed Faust lacks an internal the worker relies on."""
 
 
-def _needed() -> list[tuple[Any, str]]:
+def _needed() -> list[tuple[Any, str, tuple[str, ...]]]:
+    """``(class, method, instance attributes its __init__ sets)`` for every internal used here."""
     from faust.stores.rocksdb import Store
     from faust.transport.consumer import Consumer, ThreadDelegateConsumer
 
     return [
-        (Consumer, "_filter_committable_offsets"),
-        (ThreadDelegateConsumer, "seek_to_committed"),
-        (Store, "_db_for_partition"),
+        (Consumer, "_filter_committable_offsets",
+         ("_committed_offset", "_acked", "_gap", "_unacked_messages", "_read_offset")),
+        (ThreadDelegateConsumer, "seek_to_committed", ("_thread",)),
+        (Store, "_db_for_partition", ("_dbs",)),
     ]
+
+
+def _set_in_init(cls: Any) -> set[str]:
+    """Attribute names the ``__init__`` methods of ``cls`` and its bases refer to."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        code = getattr(init, "__code__", None)
+        if code is not None:
+            names.update(code.co_names)
+    return names
 
 
 def check() -> None:
@@ -95,7 +108,12 @@ def check() -> None:
     import faust
 
     version = getattr(faust, "__version__", "unknown")
-    missing = [f"{cls.__name__}.{name}" for cls, name in _needed() if not hasattr(cls, name)]
+    missing: list[str] = []
+    for cls, method, attributes in _needed():
+        if not hasattr(cls, method):
+            missing.append(f"{cls.__name__}.{method}")
+        known = _set_in_init(cls)
+        missing += [f"{cls.__name__}().{a}" for a in attributes if a not in known]
     if missing or not str(version).startswith(SUPPORTED):
         raise FaustVersionError(
             f"faust-streaming {version} is not supported (checked against {SUPPORTED}x"

@@ -77,6 +77,10 @@ def register_tasks(w: Worker) -> None:
         quiet_libraries(w.settings.log_level)
         await w.scorer.run(ingest.send_recommendation, ingest.ack, ingest.dead_letter_pending)
 
+    async def run_confirmer() -> None:
+        if w.confirmer is not None:
+            await w.confirmer.run()
+
     async def run_model_watcher() -> None:
         await w.watcher.run(w.settings.model_poll_s)
 
@@ -87,6 +91,7 @@ def register_tasks(w: Worker) -> None:
         await update_gauges(w)
 
     app.task(run_scorer)
+    app.task(run_confirmer)
     app.task(run_model_watcher)
     app.timer(interval=w.settings.checkpoint_interval_s, name="checkpoint_online_models")(checkpoint_online_models)
     app.timer(interval=2.0, name="update_gauges")(gauges)

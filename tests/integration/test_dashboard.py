@@ -103,6 +103,9 @@ def test_dashboard_json_access_and_browser_rendering(pipeline, workers, tmp_path
     assert status == 200 and b"/dashboard/dashboard.js" in page
     assert w.get(f"/dashboard?token={TOKEN}")[0] == 200
     assert w.get("/api/stats")[0] == 401
+    # a header that is not UTF-8 (sent as the bytes ff fe) is refused like a wrong token, not a 500
+    assert w.get("/api/stats", {"Authorization": "Bearer \xff\xfe"})[0] == 401
+    assert w.get("/dashboard", {"Authorization": "\xff"})[0] == 401
     assert w.get("/api/stats?scope=nonsense", AUTH)[0] == 400
     assert w.get("/metrics")[0] == 200 and w.get("/health")[0] == 200
     status, script = w.get("/dashboard/dashboard.js")

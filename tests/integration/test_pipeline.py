@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import random
-import time
 
 import orjson
 import pytest
 
 from stream_app.ops.testbed import event, producer, send_events
 from stream_app.ops.testbed import read_records as read_all
+from tests.integration.checks import users_with_wrong_counts
 from tests.integration.conftest import Worker
 
 pytestmark = pytest.mark.integration
@@ -110,19 +110,7 @@ def test_kill9_mid_stream_loses_and_duplicates_nothing(pipeline, workers):
     got_ids = {orjson.loads(r.value)["event_id"] for r in recs}
     assert got_ids == {e["event_id"] for e in events}, "every event gets a recommendation (duplicates allowed)"
 
-    expected: dict[str, dict[str, int]] = {}
-    for ev in events:
-        c = expected.setdefault(ev["user_id"], {"view": 0, "click": 0, "add_to_cart": 0, "purchase": 0})
-        c[ev["type"]] += 1
-    deadline = time.monotonic() + 30
-    mismatched = list(expected)
-    while mismatched and time.monotonic() < deadline:
-        mismatched = []
-        for user, counts in expected.items():
-            status, body = w2.get(f"/users/{user}/state")
-            if status != 200 or orjson.loads(body)["counts"] != counts:
-                mismatched.append((user, status, body[:200]))
-        time.sleep(0.5)
+    mismatched = users_with_wrong_counts(w2, events)
     assert not mismatched, mismatched[:3]
 
 

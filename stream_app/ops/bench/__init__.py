@@ -26,12 +26,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 
-from stream_app.kafka import KafkaConnection, kafka_consumer
-from stream_app.ops.bench import load, measure, profile
-from stream_app.ops.bench.procs import ROOT, BenchGroup, Names, delete_topics, spawn_passthrough, train_model
+from stream_app.ops.bench.catalog import run_catalog
+from stream_app.ops.bench.procs import ROOT, delete_topics
 from stream_app.settings import Settings
 
 DEFAULT_ITEMS = (10_000, 50_000, 100_000)
@@ -92,186 +90,6 @@ def _ensure_broker(settings: Settings, log: Callable[[str], None]) -> bool:
     return True
 
 
-def _wait_output(kafka: KafkaConnection, topic: str, expect: int, timeout: float, stall_s: float = 30.0) -> int:
-    """Poll the end offsets of ``topic`` until they add up to ``expect`` (or timeout/stall); return the total."""
-    from kafka import TopicPartition
-
-    c = kafka_consumer(kafka, group_id=None, enable_auto_commit=False)
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
-        deadline, last, progressed = time.monotonic() + timeout, -1, time.monotonic()
-        while True:
-            total: int = sum(c.end_offsets(tps).values())
-            now = time.monotonic()
-            if total != last:
-                last, progressed = total, now
-            if total >= expect or now > deadline or now - progressed > stall_s:
-                return total
-            time.sleep(0.25)
-    finally:
-        c.close()
-
-
-def _read_all(kafka: KafkaConnection, topic: str, expect: int) -> list[measure.Received]:
-    col = measure.Collector(kafka, topic).start()
-    col.wait(expect, timeout=max(60.0, expect / 5000.0), stall_s=10.0)
-    return col.stop()
-
-
-def _produce(kafka: KafkaConnection, topic: str, pairs: list[tuple[bytes, bytes]], rate: float, work: Path, tag: str, timeout: float,
-             during: Callable[[], None] | None = None) -> tuple[dict[str, Any], np.ndarray]:
-    seg = load.write_segment(work / f"{tag}.msgpack", pairs)
-    times_path = work / f"{tag}-times.npy"
-    proc = load.spawn(kafka, topic, seg, rate, times_path)
-    if during is not None:
-        during()
-    summary = load.finish(proc, timeout)
-    return summary, np.load(times_path)
-
-
-def _latency_run(settings: Settings, names: Names, pairs: list[tuple[bytes, bytes]], rate: float, work: Path, tag: str,
-                 during: Callable[[], None] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Send ``pairs`` at ``rate`` and measure each event's recommendation as it arrives."""
-    col = measure.Collector(settings.kafka_connection(), names.recommendations, from_end=True).start()
-    try:
-        expected_s = len(pairs) / rate
-        summary, times = _produce(settings.kafka_connection(), names.events, pairs, rate, work, tag,
-                                  timeout=expected_s * 3 + 60, during=during)
-        col.wait(len(pairs), timeout=60.0, stall_s=15.0)
-    finally:
-        records = col.stop()
-    recs = measure.parse(records)
-    sends = {load.event_index(v.split(b'"event_id":"', 1)[1].split(b'"', 1)[0]): float(t)
-             for (_, v), t in zip(pairs, times)}
-    lat = measure.latency(recs, sends)
-    lat.update(target_rate=round(rate, 1), send_rate=summary.get("send_rate"), events=len(pairs),
-               received=len(recs), output_rate=measure.steady_rate([m["_ts_ms"] for m in recs]))
-    return lat, recs
-
-
-def _drain_worker(settings: Settings, names: Names, work: Path, name: str, expect: int, timeout: float,
-                  recs_topic: str, log: Callable[[str], None], profile_to: Path | None = None,
-                  workers: int = 1, before_drain: Callable[[], None] | None = None,
-                  **env: str) -> tuple[dict[str, Any], BenchGroup]:
-    worker = BenchGroup(settings, names, work, name, workers, STREAMREC_RECOMMENDATIONS_TOPIC=recs_topic, **env)
-    worker.start()
-    if before_drain is not None:  # several workers: let the group settle, then give them the backlog
-        if not worker.wait_settled(settings.events_partitions):
-            log("  the group did not settle on its partitions within 120 s; draining anyway")
-        before_drain()
-    spy = profile.start(worker.pid, profile_to) if profile_to is not None and worker.pid else None
-    if profile_to is not None and spy is None:
-        log("  py-spy is not installed (pip install -e '.[profile]'): no profile recorded")
-    got = _wait_output(settings.kafka_connection(), recs_topic, expect, timeout)
-    prof = profile.stop(spy, profile_to) if spy is not None and profile_to is not None else None
-    res = measure.drain_rate(measure.parse(_read_all(settings.kafka_connection(), recs_topic, got)))
-    if prof is not None:
-        res["profile"] = prof
-        top = ", ".join(f"{r['function']} {r['share']:.0%}" for r in prof["self"][:5])
-        log(f"  profile of the drain ({prof['samples']} samples, {profile_to}): {top}")
-    res.update(worker.peak_rss())
-    res["workers"] = workers
-    res["complete"] = got >= expect
-    log(f"  {name}: {res['events_per_s']:.0f} events/s ({res['measured']} recommendations measured)")
-    return res, worker
-
-
-def _catalog(settings: Settings, run: str, n_items: int, cfg: dict[str, Any], headline: bool, work: Path,
-             log: Callable[[str], None]) -> dict[str, Any]:
-    from models.deep.registry import Registry
-    from stream_app import broker
-
-    names = Names(run, f"{n_items // 1000}k" if n_items >= 1000 else str(n_items))
-    naive_topic = f"{names.prefix}-naive-recommendations"
-    parts = settings.events_partitions
-    broker.ensure_topics(settings.kafka_connection(), {**names.topics(parts), naive_topic: parts})
-    out: dict[str, Any] = {"items": n_items, "users": cfg["users"], "backlog_events": cfg["events"]}
-    events = load.make_events(cfg["events"], n_items, cfg["users"], seed=0)
-    pairs = load.encode_events(events)
-
-    t0 = time.perf_counter()
-    registry = Registry(work / f"registry-{names.label}")
-    version, _ = registry.save(train_model(events, n_items, 0, cfg["quick"]), promote_if_better=False)
-    registry.promote(version)
-    out["model"] = {"version": version, "train_s": round(time.perf_counter() - t0, 2),
-                    "vocabulary": registry.manifest(version).get("model", {}).get("n_items")}
-    log(f"catalogue {n_items}: model {version} trained in {out['model']['train_s']}s; producing the backlog")
-
-    def send_backlog() -> None:
-        out["backlog_send"], _ = _produce(settings.kafka_connection(), names.events, pairs, 0.0, work,
-                                          f"{names.label}-backlog", timeout=600)
-
-    # one worker drains a backlog produced before it starts; several start first and get the
-    # backlog once the group has split the partitions, so no rebalance falls inside the drain
-    if cfg["workers"] == 1:
-        send_backlog()
-    drain, worker = _drain_worker(settings, names, work, "main", len(pairs), cfg["drain_timeout"],
-                                  names.recommendations, log,
-                                  profile_to=cfg["profile"] / f"drain-{names.label}.txt" if cfg["profile"] else None,
-                                  workers=cfg["workers"], before_drain=send_backlog if cfg["workers"] > 1 else None)
-    out["drain"] = drain
-    out["events_per_s"] = drain["events_per_s"]
-    produced = len(pairs)
-    try:
-        if headline and drain["events_per_s"] > 0:
-            max_rate = drain["events_per_s"]
-            stream = load.encode_events(load.make_events(
-                int(max_rate * cfg["rate_s"] * sum(cfg["levels"]) + max_rate * 0.5 * cfg["swap_s"]) + 10,
-                n_items, cfg["users"], seed=1))
-            pos = 0
-            out["latency"] = {}
-            for level in cfg["levels"]:
-                n = max(10, int(max_rate * level * cfg["rate_s"]))
-                lat, _ = _latency_run(settings, names, stream[pos:pos + n], max_rate * level, work,
-                                      f"{names.label}-rate{level}")
-                pos += n
-                out["latency"][f"{level:.0%}"] = lat
-                log(f"  {level:.0%} load ({max_rate * level:.0f}/s): p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms")
-            if cfg["swap"]:
-                new_version, _ = registry.save(train_model(events, n_items, 1, cfg["quick"]), promote_if_better=False)
-                n = max(10, int(max_rate * 0.5 * cfg["swap_s"]))
-                promoted: list[float] = []
-
-                def promote_midway() -> None:
-                    time.sleep(cfg["swap_s"] / 2)
-                    promoted.append(time.time())
-                    registry.promote(new_version)
-
-                lat, recs = _latency_run(settings, names, stream[pos:pos + n], max_rate * 0.5, work,
-                                         f"{names.label}-swap", during=promote_midway)
-                pos += n
-                swap = measure.swap_gap(recs, promoted[0], new_version)
-                swap.update(version=new_version, rate=round(max_rate * 0.5, 1), latency_p99_ms=lat["p99_ms"])
-                out["swap"] = swap
-                log(f"  hot swap at 50% load: largest output gap {swap['gap_during_ms']} ms "
-                    f"(before: {swap['gap_before_ms']} ms)")
-            produced += pos
-        out.update(worker.peak_rss())
-    finally:
-        worker.stop()
-    out["state"] = measure.state_sizes(settings.kafka_connection(), worker.changelog)
-    out["events_applied"] = produced
-    if headline and not cfg["skip_ceiling"]:
-        proc = spawn_passthrough(settings.kafka_connection(), names.events, names.passthrough, f"{names.prefix}-ceiling",
-                                 produced)
-        try:
-            proc.communicate(timeout=max(120.0, produced / 1000.0))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-        got = _wait_output(settings.kafka_connection(), names.passthrough, produced, 10.0)
-        records = _read_all(settings.kafka_connection(), names.passthrough, got)
-        out["ceiling"] = {"events_per_s": measure.steady_rate([r.ts_ms for r in records]), "forwarded": len(records)}
-        log(f"  ceiling (aiokafka passthrough): {out['ceiling']['events_per_s']:.0f} events/s")
-    if headline and not cfg["skip_naive"]:
-        naive, nworker = _drain_worker(settings, names, work, "naive", cfg["naive_events"], cfg["naive_timeout"],
-                                       naive_topic, log, workers=cfg["workers"], STREAMREC_BATCH_MAX="1",
-                                       STREAMREC_BATCH_WAIT_MS="0")
-        nworker.stop()
-        out["naive"] = naive
-    return out
-
-
 def _config(quick: bool, items: Sequence[int] | None, events: int | None, users: int | None,
             skip_naive: bool, skip_ceiling: bool, skip_swap: bool, profile_dir: Path | None = None,
             workers: int = 1) -> dict[str, Any]:
@@ -293,16 +111,10 @@ def _config(quick: bool, items: Sequence[int] | None, events: int | None, users:
     return cfg
 
 
-def run_bench(settings: Settings, out: Path, quick: bool = False, items: Sequence[int] | None = None,
-              events: int | None = None, users: int | None = None, skip_naive: bool = False,
-              skip_ceiling: bool = False, skip_swap: bool = False, command: Sequence[str] | None = None,
-              log: Callable[[str], None] = print, profile_dir: Path | None = None, workers: int = 1) -> dict[str, Any]:
-    """Run the benchmark against ``settings.broker`` and write the JSON report to ``out``; return it.
-
-    With ``profile_dir``, each catalogue's drain worker is recorded with py-spy there and the
-    summary goes in the report (``catalogs.<N>.drain.profile``). ``workers`` runs the pipeline (and the
-    naive one) as that many worker processes in one consumer group.
-    """
+def _checked_config(quick: bool, items: Sequence[int] | None, events: int | None, users: int | None,
+                    skip_naive: bool, skip_ceiling: bool, skip_swap: bool, profile_dir: Path | None,
+                    workers: int) -> dict[str, Any]:
+    """``_config`` of valid arguments (``ValueError`` otherwise), with ``profile_dir`` created."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     cfg = _config(quick, items, events, users, skip_naive, skip_ceiling, skip_swap, profile_dir, workers)
@@ -313,19 +125,27 @@ def run_bench(settings: Settings, out: Path, quick: bool = False, items: Sequenc
             raise ValueError(f"catalogue sizes must be >= 10 items, got {n}")
     if cfg["events"] < 100:
         raise ValueError(f"the backlog needs >= 100 events, got {cfg['events']}")
-    started = time.time()
-    report: dict[str, Any] = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-                    "command": list(command if command is not None else sys.argv), "machine": _machine(),
-                    "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.items() if k != "quick"} | {"quick": quick,
-                               "partitions": settings.events_partitions, "broker": settings.bootstrap}}
+    return cfg
+
+
+def _report_head(settings: Settings, cfg: dict[str, Any], quick: bool, command: Sequence[str] | None,
+                 started: float) -> dict[str, Any]:
+    """The first fields of the report: when, how and where the benchmark ran."""
+    return {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "command": list(command if command is not None else sys.argv), "machine": _machine(),
+            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.items() if k != "quick"} | {"quick": quick,
+                       "partitions": settings.events_partitions, "broker": settings.bootstrap}}
+
+
+def _run_catalogs(settings: Settings, cfg: dict[str, Any], head: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """Each catalogue size's section, keyed by its size; the run's topics and files are removed after."""
     run = uuid.uuid4().hex[:8]
-    head = headline_items(cfg["items"])
     started_broker = _ensure_broker(settings, log)
     work = Path(tempfile.mkdtemp(prefix=f"streamrec-bench-{run}-"))
     try:
-        catalogs = {}
+        catalogs: dict[str, Any] = {}
         for n in cfg["items"]:
-            catalogs[str(n)] = _catalog(settings, run, n, cfg, n == head, work, log)
+            catalogs[str(n)] = run_catalog(settings, run, n, cfg, n == head, work, log)
     finally:
         delete_topics(settings.kafka_connection(), f"bench-{run}-")
         shutil.rmtree(work, ignore_errors=True)
@@ -333,11 +153,16 @@ def run_bench(settings: Settings, out: Path, quick: bool = False, items: Sequenc
             from stream_app import broker
 
             broker.down(settings.kafka_data_dir)
+    return catalogs
+
+
+def _headline(catalogs: dict[str, Any], head: int) -> dict[str, Any]:
+    """The top-level numbers of the report, taken from the headline catalogue."""
     h = catalogs[str(head)]
     lat70 = h.get("latency", {}).get("70%", {})
     ceiling = h.get("ceiling", {}).get("events_per_s")
     naive = h.get("naive", {}).get("events_per_s")
-    report.update({
+    return {
         "items": head,
         "events_per_s": h["events_per_s"],
         "ceiling_events_per_s": ceiling,
@@ -350,7 +175,24 @@ def run_bench(settings: Settings, out: Path, quick: bool = False, items: Sequenc
         "peak_rss_bytes": h.get("peak_rss_bytes"),
         "state_bytes_per_user": h["state"].get("state_bytes_per_user"),
         "catalogs": catalogs,
-    })
+    }
+
+
+def run_bench(settings: Settings, out: Path, quick: bool = False, items: Sequence[int] | None = None,
+              events: int | None = None, users: int | None = None, skip_naive: bool = False,
+              skip_ceiling: bool = False, skip_swap: bool = False, command: Sequence[str] | None = None,
+              log: Callable[[str], None] = print, profile_dir: Path | None = None, workers: int = 1) -> dict[str, Any]:
+    """Run the benchmark against ``settings.broker`` and write the JSON report to ``out``; return it.
+
+    With ``profile_dir``, each catalogue's drain worker is recorded with py-spy there and the
+    summary goes in the report (``catalogs.<N>.drain.profile``). ``workers`` runs the pipeline (and the
+    naive one) as that many worker processes in one consumer group.
+    """
+    cfg = _checked_config(quick, items, events, users, skip_naive, skip_ceiling, skip_swap, profile_dir, workers)
+    started = time.time()
+    report = _report_head(settings, cfg, quick, command, started)
+    head = headline_items(cfg["items"])
+    report.update(_headline(_run_catalogs(settings, cfg, head, log), head))
     report["goals"] = _goals(report)
     report["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     report["seconds"] = round(time.time() - started, 1)

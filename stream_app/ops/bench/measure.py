@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from stream_app.kafka import KafkaTarget, aio_consumer, as_connection, kafka_consumer
+from stream_app.kafka import KafkaConnection, KafkaTarget, aio_consumer, as_connection, kafka_consumer
 from stream_app.ops.testbed import peak_rss  # noqa: F401  (part of this module's measurements)
 
 
@@ -78,8 +78,7 @@ class Collector:
         append = self.records.append
         try:
             await consumer.start()
-            cluster = await consumer._client.fetch_all_metadata()  # aiokafka 0.14 (pinned)
-            parts = cluster.partitions_for_topic(self.topic)
+            parts = await asyncio.to_thread(partitions_of, as_connection(self.kafka), self.topic)
             if not parts:
                 raise RuntimeError(f"topic {self.topic!r} does not exist")
             tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
@@ -277,3 +276,12 @@ def state_sizes(kafka: KafkaTarget, topic: str, timeout: float = 60.0) -> dict[s
             "state_bytes_p99": round(float(np.percentile(sizes, 99)), 1),
             "state_bytes_max": int(sizes.max()),
             "key_bytes_per_user": round(float(keys.mean()), 1)}
+
+
+def partitions_of(conn: KafkaConnection, topic: str) -> set[int]:
+    """The partitions of ``topic`` (an empty set when it does not exist); blocking."""
+    client = kafka_consumer(conn, group_id=None, enable_auto_commit=False)
+    try:
+        return set(client.partitions_for_topic(topic) or ())
+    finally:
+        client.close()

@@ -60,3 +60,10 @@ def test_a_user_error_subclass_is_a_user_error():
         pass
 
     assert user_message(Mine(Path("f"), 1, "why")) == "f:1: why"
+
+
+def test_an_unsupported_faust_is_one_line():
+    from stream_app.worker.faust_internals import FaustVersionError
+
+    exc = FaustVersionError("faust-streaming 0.16.0 is not supported (checked against 0.15.x): install ...")
+    assert user_message(exc) == str(exc)

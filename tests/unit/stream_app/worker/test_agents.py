@@ -135,3 +135,20 @@ async def test_a_replayed_record_changes_nothing(worker, outbox):
     assert [r["event_id"] for r in recs] == ["e-1", "e-1"]  # the duplicate still gets its message
     # the replay writes the stored state to the changelog again (repairing one that missed it)
     assert [v for _, k, v, _ in outbox.on(worker.store.changelog)] == [first, first]
+
+
+async def test_a_dead_letter_too_large_for_the_producer_is_cut_with_its_hash(worker, outbox):
+    import hashlib
+
+    from stream_app.core.dlq import DLQ_VALUE_LIMIT
+
+    value = b'{"event_id": "' + b"x" * 1_030_000 + b'"}'  # over the producer's 1,000,000-byte limit
+    async with worker.ingest_agent.test_context() as agent:
+        await agent.put(value=value, key=b"u-1")
+        await agent.put(value=ev(2), key=b"u-1")  # the stream goes on
+    [(_, key, sent, headers)] = outbox.on(worker.topics.dlq)
+    assert key == b"u-1" and sent == value[:DLQ_VALUE_LIMIT]
+    assert headers["error_code"] == b"too_large" and headers["value_truncated"] == b"1"
+    assert headers["original_value_bytes"] == str(len(value)).encode()
+    assert headers["original_value_sha256"] == hashlib.sha256(value).hexdigest().encode()
+    assert [r["event_id"] for r in await drain(worker, outbox)] == ["e-2"]

@@ -84,3 +84,21 @@ def test_known_gaps_such_as_transaction_markers_are_committed_over(consumer):
     consumer._gap[TPA] = IntervalTree.from_tuples([(200, 201)])  # a marker at 200
     acked(consumer, 201, 202)
     assert consumer._filter_committable_offsets({TPA}) == {TPA: 203}
+
+
+def test_the_start_check_refuses_a_faust_without_the_internals(monkeypatch):
+    class Consumer:  # what a Faust whose consumer lost a method and renamed an attribute might look like
+        def __init__(self) -> None:
+            self._acknowledged: set[int] = set()
+
+    faust_internals.check()  # the pinned version passes
+    monkeypatch.setattr(faust_internals, "_needed", lambda: [(Consumer, "_filter_committable_offsets", ("_acked",))])
+    with pytest.raises(faust_internals.FaustVersionError,
+                       match=r"missing Consumer\._filter_committable_offsets, Consumer\(\)\._acked"):
+        faust_internals.check()
+
+
+def test_the_start_check_refuses_another_faust_version(monkeypatch):
+    monkeypatch.setattr(faust, "__version__", "0.16.0")
+    with pytest.raises(faust_internals.FaustVersionError, match=r"faust-streaming 0\.16\.0 is not supported"):
+        faust_internals.check()
