@@ -69,6 +69,10 @@ class Settings(BaseSettings):
         description="consumer group session timeout: how long a killed worker keeps its partitions",
     )
     heartbeat_interval_s: float = Field(1.0, gt=0, le=100, description="consumer heartbeat period (< a third of the above)")
+    max_future_s: float = Field(
+        86400.0, gt=0, description="events whose ts is further ahead of the worker's clock are dead-lettered")
+    max_age_s: float = Field(
+        0.0, ge=0, description="events older than this are dead-lettered (0 = no limit, so old streams replay)")
     output_retry_s: float = Field(
         30.0, gt=0, le=3600,
         description="how long a failed output (recommendation, dead letter, changelog record) is sent again before "

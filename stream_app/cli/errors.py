@@ -53,6 +53,16 @@ def _kafka_message(exc: BaseException) -> str | None:
     return None
 
 
+LOADED_ONLY = (
+    ("stream_app.broker.errors", "BrokerError"),
+    ("stream_app.worker.faust_internals", "FaustVersionError"),
+    ("stream_app.ops.evaluation", "EvaluationError"),
+    ("models.deep.registry", "ArtifactError"),
+)
+"""User-facing error classes of modules too heavy to import just to print a message: an exception
+of one of them can only exist once its module is loaded, so they are checked only then."""
+
+
 def user_message(exc: BaseException) -> str | None:
     """The readable message for ``exc``, or None when it is a bug that deserves its traceback."""
     from stream_app.data.formats import UnknownFormat
@@ -70,24 +80,8 @@ def user_message(exc: BaseException) -> str | None:
 
         if isinstance(exc, InvalidEvent):
             return f"invalid event: {_first_line(exc)}"
-    if "stream_app.broker.errors" in sys.modules:
-        from stream_app.broker.errors import BrokerError
-
-        if isinstance(exc, BrokerError):
-            return _first_line(exc)
-    if "stream_app.worker.faust_internals" in sys.modules:
-        from stream_app.worker.faust_internals import FaustVersionError
-
-        if isinstance(exc, FaustVersionError):
-            return _first_line(exc)
-    if "stream_app.ops.evaluation" in sys.modules:
-        from stream_app.ops.evaluation import EvaluationError
-
-        if isinstance(exc, EvaluationError):
-            return _first_line(exc)
-    if "models.deep.registry" in sys.modules:
-        from models.deep.registry import ArtifactError
-
-        if isinstance(exc, ArtifactError):
+    for module, name in LOADED_ONLY:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and isinstance(exc, cls):
             return _first_line(exc)
     return None

@@ -34,6 +34,9 @@ class DlqReason(enum.Enum):
     """JSON that breaks the events schema (a missing field, a wrong type, an unknown event type)."""
     BAD_KEY = "bad_key"
     """The record key is not the event's user_id."""
+    BAD_TIME = "bad_time"
+    """``ts`` too far ahead of the worker's clock (or older than the allowed age): one such event
+    would outweigh every other in the decayed counts for good."""
     INTERNAL = "internal"
     """The worker failed on this record (a bug): dead-lettered so the partition goes on."""
 
@@ -79,3 +82,24 @@ def bounded(key: bytes | None, value: bytes | None, value_limit: int = DLQ_VALUE
                     ("original_key_sha256", hashlib.sha256(key).hexdigest().encode())]
         key = key[:key_limit]
     return key, value, headers
+
+
+def check_time(ts: float, now: float, max_future_s: float, max_age_s: float = 0.0) -> None:
+    """Raise :class:`schemas.InvalidEvent` (kind ``bad_time``) unless ``ts`` lies in the window.
+
+    The window is ``now - max_age_s .. now + max_future_s`` (no lower bound when ``max_age_s`` is 0,
+    so old streams can be replayed).
+
+    >>> check_time(1_000.0, now=1_000.0, max_future_s=60)
+    >>> try:
+    ...     check_time(253_402_300_799.0, now=1_000.0, max_future_s=86_400)
+    ... except InvalidEvent as exc:
+    ...     print(exc.kind, exc)
+    bad_time `ts` is 253402299799 s ahead of the worker's clock (at most 86400 s allowed, STREAMREC_MAX_FUTURE_S)
+    """
+    if ts > now + max_future_s:
+        raise InvalidEvent(f"`ts` is {ts - now:.0f} s ahead of the worker's clock (at most {max_future_s:.0f} s "
+                           "allowed, STREAMREC_MAX_FUTURE_S)", DlqReason.BAD_TIME.code)
+    if max_age_s > 0 and ts < now - max_age_s:
+        raise InvalidEvent(f"`ts` is {now - ts:.0f} s old (at most {max_age_s:.0f} s allowed, STREAMREC_MAX_AGE_S)",
+                           DlqReason.BAD_TIME.code)

@@ -5,7 +5,7 @@ topic names, consumer group and folders, so any number of them share one broker 
 each other's records. Nothing here reads settings: a worker is configured only through the
 ``STREAMREC_*`` environment this module builds for its subprocess.
 
->>> p = Pipeline("127.0.0.1:9092", Path("/tmp/p"), name="abc")
+>>> p = IsolatedPipeline("127.0.0.1:9092", Path("/tmp/p"), name="abc")
 >>> p.events, p.dlq, p.app_id, p.changelog
 ('it-abc-events', 'it-abc-dlq', 'it-abc', 'it-abc-user_state-changelog')
 >>> env = p.env("w2", STREAMREC_BATCH_MAX="1")
@@ -144,7 +144,7 @@ def worker_env(broker_url: str | KafkaConnection, names: TopicNames, partitions:
 
 
 @dataclass
-class Pipeline(TopicNames):
+class IsolatedPipeline(TopicNames):
     """One isolated pipeline on the broker at ``bootstrap``; workers keep their data under ``root``.
 
     ``bootstrap`` is a ``host:port`` string (plaintext) or a connection (TLS / SASL passed to the workers too).

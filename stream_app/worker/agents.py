@@ -17,7 +17,7 @@ from typing import Any
 from faust.types.tuples import Message
 
 from schemas import InvalidEvent, decode_event
-from stream_app.core.dlq import DlqReason, bounded
+from stream_app.core.dlq import DlqReason, bounded, check_time
 from stream_app.core.metrics import WorkerMetrics
 from stream_app.core.offsets import OffsetTracker
 from stream_app.core.pipeline import Pending
@@ -81,6 +81,7 @@ class Ingest:
                 ev = decode_event(value)
                 if key is None or key != ev.user_id.encode():
                     raise InvalidEvent("record key must be the event's user_id (UTF-8)", DlqReason.BAD_KEY.code)
+                check_time(ev.ts, time.time(), self.settings.max_future_s, self.settings.max_age_s)
             except InvalidEvent as exc:
                 self.metrics.events.labels("invalid").inc()
                 out = await self.dead_letter(key, value, topic, partition, offset, DlqReason.of(exc), str(exc))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from stream_app import broker
-from stream_app.ops.testbed import Pipeline, WorkerProc
+from stream_app.ops.testbed import IsolatedPipeline, WorkerProc
 
 KAFKA_PORT = int(os.environ.get("STREAMREC_TEST_KAFKA_PORT", "39092"))
 CACHE = Path.home() / ".cache" / "streamrec" / "kafka"
@@ -43,14 +43,14 @@ def kafka(tmp_path_factory) -> Iterator[str]:
 class Worker(WorkerProc):
     """A worker of ``pipeline``: data in ``<root>/<name>``, log in ``<root>/<name>.log``."""
 
-    def __init__(self, pipeline: Pipeline, name: str = "w1", **env: str) -> None:
+    def __init__(self, pipeline: IsolatedPipeline, name: str = "w1", **env: str) -> None:
         self.pipeline = pipeline
         super().__init__(name, pipeline.env(name, **env), pipeline.root / f"{name}.log")
 
 
 @pytest.fixture
-def pipeline(kafka, tmp_path) -> Pipeline:
-    p = Pipeline(kafka, tmp_path)
+def pipeline(kafka, tmp_path) -> IsolatedPipeline:
+    p = IsolatedPipeline(kafka, tmp_path)
     p.create_topics()
     return p
 

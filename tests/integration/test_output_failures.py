@@ -80,13 +80,20 @@ def answered(pipeline, events: list[dict], timeout: float) -> set[str]:
         time.sleep(2.0)
 
 
-def test_a_short_output_outage_heals_and_loses_nothing(pipeline, workers):
-    events = make_events(1500, seed=5)
-    w = Worker(pipeline, "w1", STREAMREC_OUTPUT_RETRY_S="60")
+def break_outputs_while_streaming(pipeline, workers, events: list[dict], rate: float,
+                                  retry_s: str) -> tuple[Worker, threading.Thread]:
+    """Start a worker and a stream of ``events``; two seconds in, make recommendations unwritable."""
+    w = Worker(pipeline, "w1", STREAMREC_OUTPUT_RETRY_S=retry_s)
     workers.append(w.start())
-    feeder = stream(pipeline, events, rate=150)
+    feeder = stream(pipeline, events, rate=rate)
     time.sleep(2.0)
     set_max_message_bytes(pipeline.bootstrap, pipeline.recommendations, 200)  # every message is larger
+    return w, feeder
+
+
+def test_a_short_output_outage_heals_and_loses_nothing(pipeline, workers):
+    events = make_events(1500, seed=5)
+    w, feeder = break_outputs_while_streaming(pipeline, workers, events, rate=150, retry_s="60")
     time.sleep(5.0)
     set_max_message_bytes(pipeline.bootstrap, pipeline.recommendations, None)
     feeder.join(60)
@@ -100,11 +107,7 @@ def test_a_short_output_outage_heals_and_loses_nothing(pipeline, workers):
 
 def test_an_outage_longer_than_the_retry_window_stops_the_worker_and_the_restart_replays(pipeline, workers):
     events = make_events(1200, seed=6)
-    w = Worker(pipeline, "w1", STREAMREC_OUTPUT_RETRY_S="3")
-    workers.append(w.start())
-    feeder = stream(pipeline, events, rate=200)
-    time.sleep(2.0)
-    set_max_message_bytes(pipeline.bootstrap, pipeline.recommendations, 200)
+    w, feeder = break_outputs_while_streaming(pipeline, workers, events, rate=200, retry_s="3")
     deadline = time.monotonic() + 60
     while w.alive and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -135,9 +135,9 @@ def test_worker_refuses_an_events_topic_with_other_partitions(kafka, tmp_path):
     import sys
 
     from stream_app import broker
-    from stream_app.ops.testbed import ROOT, Pipeline
+    from stream_app.ops.testbed import ROOT, IsolatedPipeline
 
-    p = Pipeline(kafka, tmp_path, partitions=4)
+    p = IsolatedPipeline(kafka, tmp_path, partitions=4)
     broker.ensure_topics(kafka, {p.events: 1})
     proc = subprocess.run([sys.executable, "-m", "stream_app", "worker"], cwd=ROOT, env=p.env("w1"),
                           capture_output=True, text=True, timeout=60)

@@ -10,7 +10,7 @@ import time
 import orjson
 import pytest
 
-from stream_app.ops.testbed import Pipeline, event, producer, send_events
+from stream_app.ops.testbed import IsolatedPipeline, event, producer, send_events
 from stream_app.ops.testbed import read_records as read_all
 from tests.integration.conftest import Worker
 
@@ -67,7 +67,7 @@ def test_two_workers_produce_what_one_worker_produces(pipeline, workers, kafka, 
     rng = random.Random(5)
     events = [event(i, f"u-{rng.randrange(40)}", f"i-{rng.randrange(100)}", rng.choice(TYPES)) for i in range(2000)]
     (tmp_path / "two").mkdir()
-    two = Pipeline(kafka, tmp_path / "two")
+    two = IsolatedPipeline(kafka, tmp_path / "two")
     two.create_topics()
     one = Worker(pipeline, "w1")
     workers.append(one.start())

@@ -24,8 +24,8 @@ from stream_app.kafka import KafkaTarget
 from stream_app.ops.reliability.badmodels import bad_models_scenario
 from stream_app.ops.reliability.crash import broker_restart_scenario, crash_scenario
 from stream_app.ops.reliability.fuzz import fuzz_scenario
-from stream_app.ops.reliability.load import load_scenario
 from stream_app.ops.reliability.report import render
+from stream_app.ops.reliability.soak import load_scenario
 
 SCENARIOS = ("crash", "broker", "fuzz", "models", "soak")
 

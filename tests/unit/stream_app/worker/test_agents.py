@@ -152,3 +152,30 @@ async def test_a_dead_letter_too_large_for_the_producer_is_cut_with_its_hash(wor
     assert headers["original_value_bytes"] == str(len(value)).encode()
     assert headers["original_value_sha256"] == hashlib.sha256(value).hexdigest().encode()
     assert [r["event_id"] for r in await drain(worker, outbox)] == ["e-2"]
+
+
+async def test_an_event_far_in_the_future_is_dead_lettered_and_does_not_become_trending(worker, outbox):
+    far = orjson.dumps({"event_id": "e-far", "user_id": "u-1", "item_id": "i-poison", "type": "purchase",
+                        "ts": 253_402_300_799.0})  # the last second of the year 9999
+    async with worker.ingest_agent.test_context() as agent:
+        await agent.put(value=far, key=b"u-1")
+        await agent.put(value=ev(1, item="i-ok"), key=b"u-1")
+    [(_, _, value, headers)] = outbox.on(worker.topics.dlq)
+    assert value == far and headers["error_code"] == b"bad_time"
+    assert [r["event_id"] for r in await drain(worker, outbox)] == ["e-1"]
+    assert "i-poison" not in dict(worker.pipeline.ranker.popularity.leaderboard())
+
+
+async def test_events_older_than_the_allowed_age_are_dead_lettered_when_a_limit_is_set(tmp_path):
+    import time
+
+    out = Recorder()
+    w = build_worker(Settings(data_dir=tmp_path, app_id="unit-age", max_age_s=3600), outbox=out)
+    now = time.time()
+    old = orjson.dumps({"event_id": "e-old", "user_id": "u-1", "item_id": "i-1", "type": "click", "ts": now - 7200})
+    fresh = orjson.dumps({"event_id": "e-new", "user_id": "u-1", "item_id": "i-2", "type": "click", "ts": now})
+    async with w.ingest_agent.test_context() as agent:
+        await agent.put(value=old, key=b"u-1")
+        await agent.put(value=fresh, key=b"u-1")
+    assert [h["error_code"] for _, _, _, h in out.on(w.topics.dlq)] == [b"bad_time"]
+    assert [r["event_id"] for r in await drain(w, out)] == ["e-new"]
