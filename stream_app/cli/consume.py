@@ -9,9 +9,26 @@ import orjson
 
 from stream_app.kafka import KafkaTarget, as_connection, kafka_consumer
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+
+
+def printable(text: str) -> str:
+    r"""``text`` with control characters (terminal escapes, line breaks) shown as ``\xNN``.
+
+    Ids come from producers: one with an ANSI escape must not repaint the operator's terminal.
+
+    >>> print(printable("u-1" + chr(27) + "[2J" + chr(10)))
+    u-1\x1b[2J\x0a
+    """
+    return text.translate(_CONTROL)
+
 
 def describe(value: bytes) -> str:
-    """One readable line for a recommendation message."""
+    """One readable line for a recommendation message (control characters escaped)."""
+    return printable(_describe(value))
+
+
+def _describe(value: bytes) -> str:
     try:
         msg = orjson.loads(value)
         items = ", ".join(f"{i['item_id']} ({i['score']:.3g} {i['source']})" for i in msg["items"][:5])

@@ -104,7 +104,7 @@ class Scorer:
                         raise
                     except Exception as exc:
                         log.exception(
-                            "scoring failed: partition=%d offset=%d user=%s event=%s",
+                            "scoring failed: partition=%d offset=%d user=%r event=%r",
                             p.partition, p.offset, p.event.user_id, p.event.event_id,
                         )
                         out = await dead_letter(p, f"internal error while scoring: {exc!r}")
