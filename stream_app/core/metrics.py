@@ -31,6 +31,11 @@ class WorkerMetrics:
             "streamrec_duplicate_events_total", "Events already applied to state (replays after a restart)",
             registry=r,
         )
+        self.suspect_replays = Counter(
+            "streamrec_suspect_replays_total",
+            "Events at an offset the user's state has passed yet newer than all it holds (topic recreated or reset?)",
+            registry=r,
+        )
         self.commits_held_back = Counter(
             "streamrec_commits_held_back_total",
             "Offset commits held back because they would have passed unprocessed events, by reason",

@@ -80,6 +80,11 @@ class Pipeline:
     """Items the deep model retrieves from when serving (its most frequent; 0 = all)."""
     deep_history: int = 20
     """Latest items of a user the deep model encodes when serving."""
+    suspect_replays: int = 0
+    """Events taken for replays (their offset is not above the user's last applied one) although
+    they are newer than everything applied to the user: the events topic was probably recreated or
+    reset, and the users' states no longer change."""
+    _warned_at: float = field(default=-1e9, repr=False)
 
     def __post_init__(self) -> None:
         if self.ranker is None:
@@ -109,6 +114,17 @@ class Pipeline:
         return self.purchase.predict_one(after), self.returns.predict_one(after)
 
     # -- per micro-batch, in the scorer ---------------------------------------------------------
+    def _suspect_replay(self, p: Pending, st: UserState) -> None:
+        self.suspect_replays += 1
+        now = time.monotonic()
+        if now - self._warned_at >= 10.0:  # loud, but not a line per event
+            self._warned_at = now
+            log.error("partition=%d offset=%d user=%r: the user's state already has offset %d, yet this event "
+                      "(ts %.3f) is newer than the last one applied (ts %.3f); it is not applied. Was the events "
+                      "topic recreated or its offsets reset? Then the stored states (STREAMREC_DATA_DIR and the "
+                      "changelog of STREAMREC_APP_ID) belong to the old topic: start with a new STREAMREC_APP_ID",
+                      p.partition, p.offset, p.event.user_id, st.offset, p.event.ts, st.last_ts)
+
     def prepare(
         self,
         batch: list[Pending],
@@ -143,6 +159,8 @@ class Pipeline:
                 new.return_probability = return_p
             else:
                 duplicates += 1
+                if st.last_ts is not None and ev.ts > st.last_ts:
+                    self._suspect_replay(p, st)
             current[k] = new
             p.before = before
             p.after = logic.to_context(user, new)

@@ -47,6 +47,7 @@ class Scorer:
         self.pipeline = pipeline
         self.metrics = metrics if metrics is not None else WorkerMetrics()
         self.latencies = LatencyReservoir()
+        self._suspect_seen = 0
         self.confirmer: Confirmer | None = None
         """Acknowledges a batch once its outputs are written; None: acknowledge once they are sent."""
         """Event -> recommendation latencies of the latest events (for the dashboard)."""
@@ -124,6 +125,10 @@ class Scorer:
             states, duplicates = self.pipeline.prepare(batch, self.store.read, self.recent_max, self.purchased_max)
             if duplicates:
                 self.metrics.duplicates.inc(duplicates)
+                suspect = self.pipeline.suspect_replays - self._suspect_seen
+                if suspect:
+                    self.metrics.suspect_replays.inc(suspect)
+                    self._suspect_seen = self.pipeline.suspect_replays
             outputs = await self.store.write(states)
         else:
             outputs = []

@@ -179,3 +179,20 @@ async def test_events_older_than_the_allowed_age_are_dead_lettered_when_a_limit_
         await agent.put(value=fresh, key=b"u-1")
     assert [h["error_code"] for _, _, _, h in out.on(w.topics.dlq)] == [b"bad_time"]
     assert [r["event_id"] for r in await drain(w, out)] == ["e-new"]
+
+
+async def test_a_recreated_topic_is_reported_not_silently_ignored(worker, outbox, caplog):
+    async with worker.ingest_agent.test_context() as agent:
+        for i in range(3):
+            await agent.put(value=ev(i, user="u-re", item=f"i-{i}"), key=b"u-re")
+        await drain(worker, outbox)
+    # a new context numbers offsets from 0 again: like a recreated topic, new events at old offsets
+    worker.ingest.offsets = OffsetTracker()
+    async with worker.ingest_agent.test_context() as agent:
+        await agent.put(value=ev(50, user="u-re", item="i-new"), key=b"u-re")
+        await drain(worker, outbox)
+        state = decode_state(worker.user_state.get(b"u-re"))
+    assert state.recent[-1] == "i-2"  # not applied: offsets alone cannot tell it from a replay
+    assert worker.pipeline.suspect_replays == 1
+    assert worker.metrics.value("streamrec_suspect_replays_total") == 1
+    assert any("recreated" in r.message for r in caplog.records)
