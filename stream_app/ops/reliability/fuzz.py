@@ -37,7 +37,7 @@ from stream_app.ops.reliability.harness import (
 )
 
 KINDS = ("malformed_json", "wrong_types", "nan_inf", "non_utf8", "empty", "oversized", "missing_field",
-         "extra_fields", "huge_ids", "tombstone")
+         "extra_fields", "huge_ids", "tombstone", "far_future")
 
 
 def _one(kind: str, ev: dict[str, Any], rng: random.Random) -> tuple[bytes | None, bytes | None, bool]:
@@ -79,6 +79,8 @@ def _one(kind: str, ev: dict[str, Any], rng: random.Random) -> tuple[bytes | Non
         return bad["user_id"].encode()[:1000], orjson.dumps(bad), False
     if kind == "tombstone":
         return key, None, False
+    if kind == "far_future":  # valid JSON and schema, but dated centuries ahead of the worker's clock
+        return key, orjson.dumps(dict(ev, ts=rng.choice([4_102_444_800.0, 253_402_300_799.0, 1e15]))), False
     raise ValueError(f"unknown fuzz kind {kind!r}")
 
 
