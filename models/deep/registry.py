@@ -286,10 +286,13 @@ class Registry:
         except (SafetensorError, ValueError, RuntimeError) as exc:
             raise ArtifactError(f"{version}: weights are not a valid safetensors file: {exc}") from None
         try:
-            model = SequenceModel(**{k: shape[k] for k in _SHAPE_KEYS})
-        except (ValueError, RuntimeError) as exc:
+            # the manifest's shape is checked against the weights before anything is allocated: on
+            # the meta device a model has shapes but no storage, so a huge shape costs nothing
+            with torch.device("meta"):
+                skeleton = SequenceModel(**{k: shape[k] for k in _SHAPE_KEYS})
+        except (ValueError, RuntimeError, TypeError) as exc:
             raise ArtifactError(f"{version}: bad model shape in manifest: {exc}") from None
-        expected = model.state_dict()
+        expected = skeleton.state_dict()
         if set(tensors) != set(expected):
             missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
             raise ArtifactError(f"{version}: weight names differ (missing {missing[:3]}, unexpected {extra[:3]})")
@@ -301,6 +304,7 @@ class Registry:
                 )
             if t.is_floating_point() and not bool(torch.isfinite(t).all()):
                 raise ArtifactError(f"{version}: weight {name!r} has non-finite values")
+        model = SequenceModel(**{k: shape[k] for k in _SHAPE_KEYS})  # the size of the weights just checked
         model.load_state_dict(tensors, strict=True)
         rec = DeepRecommender(model, vocab, version, collapse=bool(manifest.get("collapse_repeats", True)))
         try:

@@ -223,3 +223,18 @@ def test_manifest_of_another_version_refused(reg):
     shutil.copy(reg.versions / v1 / "manifest.json", reg.versions / v2 / "manifest.json")
     with pytest.raises(ArtifactError, match="does not name version"):
         reg.load(v2)
+
+
+def test_a_huge_shape_in_the_manifest_is_refused_before_anything_is_allocated(reg):
+    import resource
+
+    version, _ = reg.save(result())
+    folder = reg.versions / version
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["model"]["dim"] = 8192  # the weights are dim 16: built for real, its layers would need gigabytes
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ArtifactError, match="the manifest's shape needs"):
+        reg.load(version)
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 100, f"refusing the artifact raised peak memory by {grown_mib:.0f} MiB"
