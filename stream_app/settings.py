@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=1, le=65535)
     web_bind: str | None = Field(None, description="address the web server binds (default: WEB_HOST)")
     auth_token: str | None = Field(None, description="bearer token required by every page but /metrics and /health")
+    peer_hosts: str = Field(
+        "", max_length=4000,
+        description="hosts (comma-separated, shell-style patterns such as 'worker-*') of group members the "
+                    "dashboard's cluster view may ask, forwarding the caller's token; loopback and this "
+                    "worker's own host are always allowed",
+    )
     log_level: str = "info"
     top_k: int = Field(10, ge=1, le=100)
     recent_max: int = Field(50, ge=1, le=500, description="items kept in a user's recent sequence")

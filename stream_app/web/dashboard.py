@@ -16,10 +16,13 @@ removes it from the address bar and sends it as an ``Authorization`` header).
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -197,10 +200,13 @@ class Dashboard:
         own = me["url"].rstrip("/")
         headers = {"Authorization": authorization} if authorization else {}
         others = [u for u in assigned if u != own]
-        workers = [me]
-        if others:
+        allowed = peer_allowed(self.w.settings.peer_hosts, self.w.settings.advertised_web_host)
+        asked = [u for u in others if allowed(u)]
+        workers = [me] + [{"url": u, "ok": False, "error": "host not in STREAMREC_PEER_HOSTS: not asked"}
+                          for u in others if u not in asked]
+        if asked:  # the caller's token goes only to hosts on the allow-list
             async with aiohttp.ClientSession() as session:
-                workers += await asyncio.gather(*(fetch_summary(session, u, headers) for u in others))
+                workers += await asyncio.gather(*(fetch_summary(session, u, headers) for u in asked))
         for wk in workers:
             wk.setdefault("self", False)
             if not wk.get("ok"):
@@ -210,6 +216,28 @@ class Dashboard:
         totals["partitions"] = sum(len(wk.get("partitions") or []) for wk in workers)
         totals["unreachable"] = sum(1 for wk in workers if not wk.get("ok"))
         return {"workers": workers, "totals": totals}
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def peer_allowed(patterns: str, own_host: str) -> Callable[[str], bool]:
+    """Whether a peer's URL may be asked (with the caller's token): its host matches a pattern.
+
+    >>> ok = peer_allowed("worker-*, 10.0.0.7", own_host="worker-1")
+    >>> [ok(u) for u in ("http://worker-3:6066", "http://10.0.0.7:6066", "http://evil.example:6066")]
+    [True, True, False]
+    >>> peer_allowed("", own_host="box")("http://127.0.0.1:6067")
+    True
+    """
+    allowed = [p.strip().lower() for p in patterns.split(",") if p.strip()]
+    allowed += [own_host.lower(), *LOOPBACK]
+
+    def ok(url: str) -> bool:
+        host = (urlsplit(url).hostname or "").lower()
+        return any(fnmatch.fnmatchcase(host, p) for p in allowed)
+
+    return ok
 
 
 async def fetch_summary(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> dict[str, Any]:
