@@ -175,16 +175,18 @@ class Pipeline:
         holds every user's ``r``-th event of the batch, so a user's events are learned and ranked
         in order, each seeing the list its predecessor produced, while every round is ranked in
         one batched call.  Whether an event is learned is decided in arrival order (offsets only
-        grow through a partition), so reordering never skips one.
+        grow through a partition), so reordering never skips one. The learned offsets advance only
+        once the whole batch is learned and ranked: a batch that fails half-way (its events are then
+        retried one by one) is learned again rather than skipped.
         """
         out: list[dict[str, Any] | None] = [None] * len(batch)
-        offsets = self.ranker_offsets
+        advanced = dict(self.ranker_offsets)
         fresh: list[bool] = []
         for p in batch:
-            last = offsets.get(p.partition, -1)
+            last = advanced.get(p.partition, -1)
             fresh.append(p.offset > last)
             if p.offset > last:
-                offsets[p.partition] = p.offset
+                advanced[p.partition] = p.offset
         ranker = self.ranker
         live = self.live
         to_interaction = logic.to_interaction
@@ -220,6 +222,7 @@ class Pipeline:
                     p.event, items, version, now, (done - p.received) * 1000.0,
                     p.purchase_probability, p.return_probability,
                 )
+        self.ranker_offsets.update(advanced)
         # split_rounds puts every position of the batch in exactly one round: no slot is left None
         return cast("list[dict[str, Any]]", out)
 
