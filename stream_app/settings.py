@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     app_id: str = Field("streamrec", description="Faust app id = Kafka consumer group")
     data_dir: Path = Field(Path("var"), description="local state: RocksDB tables, checkpoints, registry, broker")
     registry_dir: Path | None = Field(None, description="model registry (default DATA_DIR/registry)")
+    model_signing_key: SecretStr | None = Field(
+        None, description="when set, the trainer signs the artifacts it writes and workers serve only those")
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535)
     web_bind: str | None = Field(None, description="address the web server binds (default: WEB_HOST)")
@@ -114,6 +116,12 @@ class Settings(BaseSettings):
     def broker_host_port(self) -> tuple[str, int]:
         host, _, port = self.bootstrap.split(",")[0].rpartition(":")
         return host, int(port)
+
+    @property
+    def signing_key(self) -> bytes | None:
+        """The model signing key as bytes (None: artifacts are not signed)."""
+        key = self.model_signing_key
+        return key.get_secret_value().encode() if key is not None and key.get_secret_value() else None
 
     @property
     def registry_path(self) -> Path:

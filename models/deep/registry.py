@@ -15,6 +15,10 @@ unsafe version names and symlinks, checks both hashes, parses the weights with s
 checks every tensor shape against the manifest and vocabulary, and checks that all weights are
 finite; any failure raises :class:`ArtifactError` with a readable reason.
 
+With a ``signing_key`` the registry signs what it saves (an HMAC-SHA256 of the manifest, which
+holds both files' hashes) and loads only artifacts that carry a valid signature: a worker then
+serves nothing but what its trainer wrote, even if someone can write to the registry folder.
+
 >>> import tempfile, torch
 >>> from models.deep.model import SequenceModel, Vocabulary
 >>> from models.deep.train import TrainConfig, TrainResult
@@ -29,6 +33,7 @@ finite; any failure raises :class:`ArtifactError` with a readable reason.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import math
 import os
@@ -100,9 +105,24 @@ def _sort_key(version: str) -> tuple[int, str, int]:
 class Registry:
     """A folder of model versions with a promoted pointer; see the module docstring."""
 
-    def __init__(self, root: Path | str):
+    def __init__(self, root: Path | str, signing_key: bytes | None = None):
         self.root = Path(root)
         self.versions = self.root / "versions"
+        self.signing_key = signing_key or None
+
+    def _signature(self, manifest: dict[str, Any]) -> str:
+        assert self.signing_key is not None
+        body = json.dumps({k: v for k, v in manifest.items() if k != "signature"}, sort_keys=True,
+                          separators=(",", ":")).encode()
+        return hmac.new(self.signing_key, body, hashlib.sha256).hexdigest()
+
+    def _check_signature(self, version: str, manifest: dict[str, Any]) -> None:
+        if self.signing_key is None:
+            return
+        given = manifest.get("signature")
+        if not isinstance(given, str) or not hmac.compare_digest(given, self._signature(manifest)):
+            raise ArtifactError(f"{version}: manifest is not signed with this registry's key "
+                                "(STREAMREC_MODEL_SIGNING_KEY); refusing to serve it")
 
     # ---- names and pointers ------------------------------------------------
     @staticmethod
@@ -187,6 +207,8 @@ class Registry:
                 "config": result.config.to_dict(), "metrics": metrics,
                 "epoch_seconds": list(result.epoch_seconds), "device": result.device,
             }
+            if self.signing_key is not None:
+                manifest["signature"] = self._signature(manifest)
             (tmp / "weights.safetensors").write_bytes(weights)
             (tmp / "vocab.json").write_bytes(vocab)
             (tmp / "manifest.json").write_bytes(json.dumps(manifest, indent=2).encode())
@@ -266,6 +288,7 @@ class Registry:
         """Load and verify a version; raise :class:`ArtifactError` with the reason if anything is off."""
         folder = self._dir(version)
         manifest = self.manifest(version)
+        self._check_signature(version, manifest)
         weights = _read_plain(folder / "weights.safetensors")
         vocab_raw = _read_plain(folder / "vocab.json")
         if _sha256(weights) != manifest.get("weights_sha256"):

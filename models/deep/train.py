@@ -333,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--no-promote", action="store_true", help="save without promoting")
     p.add_argument("--tolerance", type=float, default=0.01)
+    p.add_argument("--signing-key-file", type=Path, default=None,
+                   help="sign the artifact with the key in this file (workers with the same key serve only signed ones)")
     p.add_argument("--quiet", action="store_true")
     kinds: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "bool": _flag}
     for f in dataclasses.fields(TrainConfig):
@@ -350,7 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = train(events, cfg, device=args.device, progress=not args.quiet)
     if result.rank != 0:
         return 0
-    version, promoted = Registry(args.registry).save(result, promote_if_better=not args.no_promote,
+    key = args.signing_key_file.read_bytes().strip() if args.signing_key_file else None
+    version, promoted = Registry(args.registry, key).save(result, promote_if_better=not args.no_promote,
                                                      tolerance=args.tolerance)
     print(json.dumps({"version": version, "promoted": promoted, "metrics": result.metrics,
                       "epoch_seconds": result.epoch_seconds, "device": result.device}))

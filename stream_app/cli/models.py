@@ -69,7 +69,7 @@ def train(
     except ValueError as exc:
         raise UserError(str(exc)) from None
     s = get_settings()
-    registry = Registry(s.registry_path)
+    registry = Registry(s.registry_path, s.signing_key)
     while True:
         events = _training_events(s, input_file, fmt, max_events, progress)
         if len(events) < 10:

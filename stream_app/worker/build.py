@@ -113,7 +113,7 @@ def build_worker(s: Settings, outbox: Outbox | None = None) -> Worker:
     w = Worker(
         settings=s, app=app, metrics=metrics, topics=topics, user_state=user_state, pipeline=pipeline,
         checkpoints=CheckpointStore(s.data_dir / "online" / "checkpoint.msgpack"), outbox=out, store=store,
-        scorer=scorer, watcher=ModelWatcher(pipeline, s.registry_path, metrics=metrics),
+        scorer=scorer, watcher=ModelWatcher(pipeline, s.registry_path, metrics=metrics, signing_key=s.signing_key),
         ingest=Ingest(app, s, topics, scorer, out, metrics),
     )
     if isinstance(out, ProducerOutbox):

@@ -34,8 +34,9 @@ class ModelWatcher:
     """Polls the registry's promoted version and swaps it into a :class:`Pipeline`."""
 
     def __init__(self, pipeline: Any, registry_root: Path, history: int = 50,
-                 metrics: WorkerMetrics | None = None) -> None:
+                 metrics: WorkerMetrics | None = None, signing_key: bytes | None = None) -> None:
         self.pipeline = pipeline
+        self.signing_key = signing_key
         self.metrics = metrics if metrics is not None else WorkerMetrics()
         self.registry_root = Path(registry_root)
         self.history: deque[dict[str, Any]] = deque(maxlen=history)
@@ -54,7 +55,7 @@ class ModelWatcher:
         from models.deep.registry import Registry
 
         if self._registry is None:
-            self._registry = Registry(self.registry_root)
+            self._registry = Registry(self.registry_root, self.signing_key)
         model = self._registry.load(version)
         golden = [
             *GOLDEN_USERS, UserContext("golden-known", recent_items=tuple(model.vocab_items()[:5]))
@@ -71,7 +72,7 @@ class ModelWatcher:
         if not self.registry_root.exists():
             return None
         if self._registry is None:
-            self._registry = Registry(self.registry_root)
+            self._registry = Registry(self.registry_root, self.signing_key)
         return self._registry.current()
 
     async def check_once(self) -> str | None:

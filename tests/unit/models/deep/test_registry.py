@@ -238,3 +238,22 @@ def test_a_huge_shape_in_the_manifest_is_refused_before_anything_is_allocated(re
         reg.load(version)
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mib < 100, f"refusing the artifact raised peak memory by {grown_mib:.0f} MiB"
+
+
+def test_with_a_signing_key_only_signed_artifacts_load(tmp_path):
+    signed = Registry(tmp_path, signing_key=b"k-trainer")
+    version, _ = signed.save(result())
+    assert signed.load(version).version == version
+    with pytest.raises(ArtifactError, match="not signed with this registry's key"):
+        Registry(tmp_path, signing_key=b"another key").load(version)
+    plain, _ = Registry(tmp_path).save(result(seed=1))  # written by something without the key
+    with pytest.raises(ArtifactError, match="not signed"):
+        signed.load(plain)
+    # a signed manifest changed afterwards (here its metrics, to win the promotion) is refused too
+    path = tmp_path / "versions" / version / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["metrics"]["ndcg@10"] = 0.99
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="not signed"):
+        signed.load(version)
+    assert Registry(tmp_path).load(plain).version == plain  # without a key nothing is checked

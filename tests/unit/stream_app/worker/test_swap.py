@@ -42,3 +42,18 @@ async def test_swap_then_refuse_a_corrupt_artifact(tmp_path):
 
     ranked = pipeline.ranker.rank_many_with_sources([UserContext("u1", recent_items=("i1", "i2"))], 5, [frozenset()])
     assert ranked[0] and len(ranked[0]) <= 5
+
+
+async def test_a_worker_with_a_signing_key_serves_only_signed_models(tmp_path):
+    from stream_app.settings import Settings
+    from stream_app.worker.build import build_worker
+
+    w = build_worker(Settings(data_dir=tmp_path / "w", registry_dir=tmp_path / "registry",
+                              model_signing_key="trainer-secret", app_id="unit-signed"))
+    unsigned, _ = Registry(tmp_path / "registry").save(small_result(0))  # promoted, but not signed
+    assert await w.watcher.check_once() == "refused"
+    assert w.pipeline.ranker.deep is None and "not signed" in w.watcher.history[-1]["reason"]
+    signed, _ = Registry(tmp_path / "registry", b"trainer-secret").save(small_result(1), promote_if_better=False)
+    Registry(tmp_path / "registry").promote(signed)
+    assert await w.watcher.check_once() == "swapped"
+    assert w.pipeline.model_version()["deep"] == signed != unsigned
