@@ -33,6 +33,8 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+
 
 def hit_at(items: Sequence[str], target: str, k: int = 10) -> float:
     """1.0 if ``target`` is in the first ``k`` items."""
@@ -82,17 +84,40 @@ class RankingAccumulator:
         self.sample_lists = sample_lists
         self.samples: list[list[str]] = []
         self._rng = random.Random(seed)
+        self.by_user: dict[str, list[float]] = {}
+        """Per user: ``[events judged, NDCG@10 sum]`` (for a per-user bootstrap)."""
+        self.by_part: dict[int, list[float]] = {}
+        """Per part of the stream: ``[events judged, HR@10 sum, NDCG@10 sum, MRR@20 sum]``."""
 
-    def add(self, items: Sequence[str], target: str, novelty: float | None = None) -> None:
-        """Record one ranked list (best first) and the item the user chose next."""
+    def add(self, items: Sequence[str], target: str, novelty: float | None = None,
+            user: str | None = None, part: int | None = None) -> None:
+        """Record one ranked list (best first) and the item the user chose next.
+
+        ``user`` and ``part`` (a part of the stream, e.g. its fifth) also sum the event into
+        :attr:`by_user` and :attr:`by_part`.
+        """
         self.n += 1
         top = list(items[:20])
+        hr = nd = rr = 0.0
         if target in top:
             pos = top.index(target)
-            self.mrr += 1.0 / (pos + 1)
+            rr = 1.0 / (pos + 1)
             if pos < 10:
-                self.hr += 1.0
-                self.ndcg += 1.0 / math.log2(pos + 2)
+                hr = 1.0
+                nd = 1.0 / math.log2(pos + 2)
+        self.hr += hr
+        self.ndcg += nd
+        self.mrr += rr
+        if user is not None:
+            u = self.by_user.setdefault(user, [0.0, 0.0])
+            u[0] += 1.0
+            u[1] += nd
+        if part is not None:
+            p = self.by_part.setdefault(part, [0.0, 0.0, 0.0, 0.0])
+            p[0] += 1.0
+            p[1] += hr
+            p[2] += nd
+            p[3] += rr
         top10 = top[:10]
         self.recommended.update(top10)
         if novelty is not None and top10:
@@ -117,3 +142,46 @@ class RankingAccumulator:
             "diversity": intra_list_diversity(self.samples, item_users),
             "evaluated": self.n,
         }
+
+
+def paired_bootstrap(
+    counts: Sequence[Sequence[float]],
+    diffs: Sequence[Sequence[float]],
+    resamples: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
+    """Per-user bootstrap of a mean difference between two systems judged on the same events.
+
+    ``counts[s][u]`` is the number of events of user ``u`` judged in replay ``s`` (one replay
+    per seed) and ``diffs[s][u]`` the sum over them of (metric of system A - metric of system B).
+    The statistic is the mean over replays of ``sum_u diffs / sum_u counts``; users are resampled
+    with replacement (the same draw for every replay, so a user's seeds stay together). Returns
+    ``(statistic, low, high)`` with the percentile interval at ``level``.
+
+    >>> stat, lo, hi = paired_bootstrap([[1, 1, 1, 1]], [[1, 0, 1, 0]], resamples=500)
+    >>> stat, 0.0 <= lo <= stat <= hi <= 1.0
+    (0.5, True)
+    >>> paired_bootstrap([[2, 2]], [[0.2, 0.2]])
+    (0.1, 0.1, 0.1)
+    """
+    n = np.asarray(counts, dtype=np.float64)
+    d = np.asarray(diffs, dtype=np.float64)
+    if n.ndim != 2 or n.shape != d.shape or n.shape[1] == 0:
+        raise ValueError(f"counts and diffs must be equal (replays, users) tables, got {n.shape} and {d.shape}")
+    total = n.sum(axis=1)
+    if (total <= 0).any():
+        raise ValueError("every replay needs at least one judged event")
+    stat = float(np.mean(d.sum(axis=1) / total))
+    rng = np.random.default_rng(seed)
+    users = n.shape[1]
+    weights = rng.multinomial(users, np.full(users, 1.0 / users), size=resamples).astype(np.float64)
+    num = weights @ d.T  # (resamples, replays)
+    den = weights @ n.T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    stats = np.nanmean(ratios, axis=1)
+    stats = stats[np.isfinite(stats)]
+    tail = (1.0 - level) / 2.0 * 100.0
+    lo, hi = np.percentile(stats, [tail, 100.0 - tail])
+    return stat, round(float(lo), 12), round(float(hi), 12)

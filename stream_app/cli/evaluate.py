@@ -1,7 +1,9 @@
 """``streamrec eval``: prequential evaluation of every system on a dataset or a synthetic stream.
 
-The replay itself is :func:`stream_app.ops.evaluation.run_eval`; a dataset is read through the
-same formats as ``streamrec produce`` (:mod:`stream_app.data.formats`).
+The replay itself is :func:`stream_app.ops.evaluation.run_eval`, once per seed (``--seeds``); a
+dataset is read through the same formats as ``streamrec produce`` (:mod:`stream_app.data.formats`),
+whose ``exclude_seen`` says whether already-seen items are excluded too (``--exclude-seen`` /
+``--no-exclude-seen`` override it).
 """
 
 from __future__ import annotations
@@ -49,25 +51,32 @@ def eval_cmd(
     every: int = typer.Option(1, "--every", help="score every n-th event (all are learned)", min=1),
     half_life: float = typer.Option(0.0, "--half-life", help="popularity half-life in seconds (0 = no decay)", min=0),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda for retraining"),
+    seeds: int = typer.Option(3, "--seeds", help="replays, one per seed (ties reshuffled, models reseeded)", min=1),
+    exclude_seen: bool | None = typer.Option(
+        None, "--exclude-seen/--no-exclude-seen",
+        help="also exclude every item the user touched before (default: as the format says; movielens does)"),
     markdown: Path | None = typer.Option(None, "--markdown", help="also append a Markdown table here"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """Prequential evaluation of popularity, cooccurrence, online, deep and hybrid in one replay."""
+    """Prequential evaluation of popularity, cooccurrence, online, deep and hybrid, side by side, over several seeds."""
     from stream_app.ops.evaluation import markdown_table, run_eval, write_result
 
     if (dataset is None) == (synthetic == 0):
         raise typer.BadParameter("give either --dataset PATH --format FMT or --synthetic N", param_hint="--dataset")
     if dataset is None:
-        events, name = _synthetic_events(synthetic), f"synthetic ({synthetic} events)"
+        events, name, seen = _synthetic_events(synthetic), f"synthetic ({synthetic} events)", False
     else:
         from stream_app.data.eventlog import read_file
+        from stream_app.data.formats import get_format
 
         check_format(fmt)
         events, name = read_file(require_file(dataset), fmt), dataset_name(dataset)
+        seen = get_format(fmt).exclude_seen
     if limit:
-        events = events[:limit]
+        events = events[:limit]  # the first N in time order; each seed then shuffles their ties
     try:
-        result = run_eval(events, name, retrain_every or None, epochs, device, half_life or None, every, progress)
+        result = run_eval(events, name, retrain_every or None, epochs, device, half_life or None, every, progress,
+                          seeds=seeds, exclude_seen=seen if exclude_seen is None else exclude_seen)
     except ValueError as exc:  # EvaluationError, or training that cannot use these events
         raise UserError(str(exc)) from None
     write_result(result, out)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
 from models.base import Interaction, UserContext
+from models.exclusions import exclusions as exclusions  # the one rule, shared with the offline replay
 from schemas import EVENT_TYPES, Event
 from stream_app.core.state import UserState
 
@@ -47,11 +48,6 @@ def to_context(user_id: str, state: UserState) -> UserContext:
 
 def to_interaction(event: Event) -> Interaction:
     return Interaction(event.user_id, event.item_id, event.type, event.ts)
-
-
-def exclusions(ctx: UserContext, event: Event) -> frozenset[str]:
-    """Items never to recommend after ``event``: everything purchased and the item just touched."""
-    return ctx.purchased | {event.item_id}
 
 
 def split_waves(items: Sequence[T], key: Callable[[T], Hashable]) -> list[list[T]]:

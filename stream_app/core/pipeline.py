@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 import msgspec
@@ -207,6 +207,12 @@ class Pipeline:
                 assert before is not None, "Pipeline.prepare (or the caller) fills in each event's contexts"
                 live.observe(before, p.event)
                 if fresh[i]:
+                    # the impression this event answers is the list pushed after the user's previous
+                    # event (this batch's earlier round, or an earlier batch), not the one the stored
+                    # state holds (which answered the event before): learn from the list shown
+                    shown = live.last_shown(p.event.user_id)
+                    if shown:
+                        before = replace(before, shown=tuple(shown))
                     ranker.learn_one(before, to_interaction(p.event))
             users = [afters[i] for i in rnd]
             excludes = [all_excludes[i] for i in rnd]

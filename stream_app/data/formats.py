@@ -34,8 +34,19 @@ taobao        UserBehavior.csv, no header            pv -> view, fav -> click, c
 A MovieLens rating means the film was watched; the stars say how strongly it was liked, and the
 models' event weights grow in the same order (view < click < add_to_cart < purchase).
 
+What ``streamrec eval`` excludes, per format (``Format.exclude_seen``): every format excludes what
+the worker excludes (the item just touched, every purchased item; :mod:`models.exclusions`).
+``movielens`` also excludes every film the user has already rated, since nobody rates a film
+twice and a rated film can never be the next rating; the shop logs (``jsonl``, ``retailrocket``,
+``otto``, ``taobao``) do not, since people view, cart and buy an item again there. Ties: readers
+keep the file's order of events with equal ``ts`` (:func:`stream_app.data.sources.read_events`
+sorts stably); the evaluation puts ties in a random order drawn from its seed for every format
+(:func:`models.evaluation.prequential.shuffle_ties`), so no id order reaches a sequence model.
+
 >>> FORMATS
 ('jsonl', 'movielens', 'retailrocket', 'otto', 'taobao')
+>>> [f for f in FORMATS if get_format(f).exclude_seen]
+['movielens']
 >>> [get_format(f).event_type(raw) for f, raw in
 ...  [("movielens", "4.0"), ("retailrocket", "transaction"), ("otto", "carts"), ("taobao", "fav")]]
 ['add_to_cart', 'purchase', 'add_to_cart', 'click']
@@ -152,6 +163,8 @@ RowParser = Callable[[str, int, dict[str, Any]], list[dict[str, Any]]]
 def _parse_jsonl(line: str, line_no: int, state: dict[str, Any]) -> list[dict[str, Any]]:
     try:
         data = json.loads(line)
+    except RecursionError:
+        raise BadRow("not valid JSON: nested too deeply") from None
     except ValueError as exc:
         raise BadRow(f"not valid JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -210,9 +223,23 @@ def _parse_taobao(line: str, line_no: int, state: dict[str, Any]) -> list[dict[s
     }]
 
 
+def _finite(x: float) -> bool:
+    """Whether ``x`` is a finite float (an int too large for a float is not).
+
+    >>> _finite(1.5), _finite(float("nan")), _finite(10 ** 400)
+    (True, False, False)
+    """
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
+
+
 def _parse_otto(line: str, line_no: int, state: dict[str, Any]) -> list[dict[str, Any]]:
     try:
         data = json.loads(line)
+    except RecursionError:
+        raise BadRow("not valid JSON: nested too deeply") from None
     except ValueError as exc:
         raise BadRow(f"not valid JSON: {exc}") from None
     if not isinstance(data, dict) or "session" not in data or not isinstance(data.get("events"), list):
@@ -229,8 +256,8 @@ def _parse_otto(line: str, line_no: int, state: dict[str, Any]) -> list[dict[str
         except BadRow as exc:
             raise BadRow(f"event {i}: {exc}") from None
         ts = ev["ts"]
-        if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
-            raise BadRow(f"event {i}: ts {ts!r} is not a finite number")
+        if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not _finite(ts):
+            raise BadRow(f"event {i}: ts {str(ts)[:40]} is not a finite number of milliseconds")
         out.append({
             "event_id": f"otto-{line_no}-{i}",
             "user_id": session,
@@ -249,19 +276,22 @@ class Format:
     ``event_type`` takes the dataset's own type field (a MovieLens rating as text, a RetailRocket
     ``event``, an OTTO ``type``, a Taobao ``behavior``, a contract ``type``) and returns the
     contract event type, or raises :class:`BadRow` for a value the format does not know.
+    ``exclude_seen``: whether an offline evaluation also excludes every item the user has
+    already interacted with (see the module doc).
     """
 
     name: str
     file: str
     parse: RowParser
     event_type: Callable[[str], str]
+    exclude_seen: bool = False
 
 
 FORMAT_TABLE: Mapping[str, Format] = {
     f.name: f
     for f in (
         Format("jsonl", "one contract event per line", _parse_jsonl, _contract_type),
-        Format("movielens", "ratings.csv", _parse_movielens, _movielens_event_type),
+        Format("movielens", "ratings.csv", _parse_movielens, _movielens_event_type, exclude_seen=True),
         Format("retailrocket", "events.csv", _parse_retailrocket, _retailrocket_type),
         Format("otto", "jsonl sessions", _parse_otto, _otto_type),
         Format("taobao", "UserBehavior.csv", _parse_taobao, _taobao_type),

@@ -1,14 +1,26 @@
 """``streamrec eval``: prequential (test-then-train) evaluation of every system on one dataset.
 
-The replay goes through the same model code the worker runs. The deep model is retrained on the
-events seen so far every ``retrain_every`` events, as the periodic trainer does in production;
-scoring starts once the first deep model exists, so every system is judged on the same events.
+The replay goes through the same model code the worker runs and excludes what the worker
+excludes (:func:`models.exclusions.exclusions`: the item just touched and every purchased item,
+plus every item already seen where the dataset's format says so). It is run once per seed: each
+seed puts events with equal ``ts`` in its own random order
+(:func:`models.evaluation.prequential.shuffle_ties`) and seeds the models (the rerankers'
+sampled negatives, the deep model's training). The deep model is retrained on the events seen
+so far every ``retrain_every`` events, as the periodic trainer does in production; scoring
+starts once the first deep model exists, so every system is judged on the same events.
+
+The result keeps the contract's fields (``dataset``, ``events``, ``systems`` with ``hr@10``,
+``ndcg@10``, ``mrr@20``, ``coverage`` per system, now means over the seeds) and adds per system
+``sd`` (sample standard deviation over the seeds) and ``per_fifth`` (the metrics per fifth of
+the scored events), and ``seeds``, ``protocol``, ``per_seed`` and ``hybrid_vs_best`` (a per-user
+bootstrap interval of the NDCG@10 difference between the hybrid and the best other system).
 """
 
 from __future__ import annotations
 
 import logging
 import platform
+import statistics
 import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -17,7 +29,8 @@ from typing import Any
 import orjson
 
 from models.base import Interaction, Ranked, Recommender, UserContext
-from models.evaluation.prequential import evaluate
+from models.evaluation.metrics import paired_bootstrap
+from models.evaluation.prequential import evaluate, shuffle_ties
 from models.hybrid import HybridRecommender
 from models.rerank.online import OnlineRanker
 from models.retrieval.cooccurrence import CooccurrenceRecommender
@@ -25,6 +38,12 @@ from models.retrieval.popularity import PopularityRecommender
 
 log = logging.getLogger(__name__)
 SYSTEMS = ("popularity", "cooccurrence", "online", "deep", "hybrid")
+METRICS = ("hr@10", "ndcg@10", "mrr@20", "coverage", "novelty", "diversity")
+"""The metrics averaged over seeds, with their spread in ``sd``."""
+FIFTH_METRICS = ("hr@10", "ndcg@10", "mrr@20")
+BOOTSTRAP_RESAMPLES = 2000
+WAVE = 64
+"""Events of distinct users learned, then ranked in one batched call (as a worker's micro-batch round)."""
 
 
 class EvaluationError(ValueError):
@@ -46,14 +65,60 @@ class NotTrainedYet(Recommender):
         return []
 
 
-def build_systems(half_life: float | None) -> dict[str, Recommender]:
+def build_systems(half_life: float | None, seed: int = 0) -> dict[str, Recommender]:
+    """The five systems, fresh, their randomness seeded with ``seed``."""
     return {
         "popularity": PopularityRecommender(half_life=half_life),
         "cooccurrence": CooccurrenceRecommender(fallback=PopularityRecommender(half_life=half_life)),
-        "online": OnlineRanker(popularity=PopularityRecommender(half_life=half_life)),
+        "online": OnlineRanker(popularity=PopularityRecommender(half_life=half_life), seed=seed),
         "deep": NotTrainedYet(),
-        "hybrid": HybridRecommender(popularity=PopularityRecommender(half_life=half_life)),
+        "hybrid": HybridRecommender(popularity=PopularityRecommender(half_life=half_life), seed=seed),
     }
+
+
+def protocol(exclude_seen: bool, seeds: Sequence[int], warmup: int, every: int, wave: int = WAVE) -> dict[str, Any]:
+    """What the replay judges and excludes, in words (the JSON's ``protocol``)."""
+    excluded = ["the item of the event just learned (the item just touched)", "every item the user purchased"]
+    if exclude_seen:
+        excluded.append("every item the user interacted with before (the dataset's format asks for it)")
+    ranked = "after every event" if every == 1 else f"after every {every}-th event"
+    return {
+        "excluded": excluded,
+        "exclusions": "models.exclusions.exclusions, the function the worker's scorer uses",
+        "exclude_seen": exclude_seen,
+        "ranked": (f"{ranked}, for the user's context after it, once every system has learned it; waves of up "
+                   f"to {wave} events of distinct users are learned, then ranked together (a worker's "
+                   "micro-batch round)"),
+        "judged": (f"each user's next event against the list ranked after the user's previous event, when that "
+                   f"event is at index {warmup} or later (the first deep model exists); a user's first event "
+                   "is never judged"),
+        "ties": "events with equal ts are replayed in a random order drawn from the seed (never by id or file order)",
+        "seeds": list(seeds),
+        "seed_controls": ["the order of tied events", "the rerankers' sampled negatives", "the deep model's training"],
+    }
+
+
+def _one_seed(events: Sequence[Interaction], seed: int, retrain_every: int, epochs: int, device: str | None,
+              half_life: float | None, every: int, exclude_seen: bool, batch_size: int, progress: bool,
+              trainings: list[dict[str, Any]]) -> dict[str, Any]:
+    from models.deep.train import TrainConfig, train
+
+    def retrain(history: Sequence[Interaction]) -> Recommender:
+        t0 = time.perf_counter()
+        result = train(list(history), TrainConfig(epochs=epochs, seed=seed), device=device, progress=False)
+        version = f"eval-{seed}-{len(history)}"
+        trainings.append({"seed": seed, "events": len(history), "seconds": round(time.perf_counter() - t0, 2),
+                          "epoch_seconds": [round(s, 3) for s in result.epoch_seconds],
+                          "holdout": result.metrics, "device": result.device})
+        log.info("seed %d: retrained the deep model on %d events in %.1fs", seed, len(history),
+                 time.perf_counter() - t0)
+        return result.recommender(version)
+
+    ordered = shuffle_ties(events, seed)
+    return evaluate(ordered, build_systems(half_life, seed), k=20, every=every, warmup=retrain_every,
+                    exclude_seen=exclude_seen, batch_size=batch_size, retrain_every=retrain_every,
+                    retrain=retrain, parts=5, per_user=True, progress=progress, desc=f"seed {seed}",
+                    total=len(ordered))
 
 
 def run_eval(
@@ -65,40 +130,103 @@ def run_eval(
     half_life: float | None = None,
     every: int = 1,
     progress: bool = True,
+    *,
+    seeds: int | Sequence[int] = 3,
+    exclude_seen: bool = False,
+    batch_size: int = WAVE,
 ) -> dict[str, Any]:
-    """Evaluate all systems side by side in one replay; returns the contract JSON."""
-    from models.deep.train import TrainConfig, train
+    """Evaluate all systems side by side, one replay per seed; returns the contract JSON.
 
+    ``seeds`` is a count (seeds ``0 .. n-1``) or the seeds themselves; ``exclude_seen`` also
+    excludes every item the user has touched (the dataset format's ``exclude_seen``).
+    """
     n = len(events)
     if n < 100:
         raise EvaluationError(f"{dataset}: only {n} events; evaluation needs at least 100")
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seed_list:
+        raise EvaluationError("at least one seed is needed")
     retrain_every = retrain_every or max(50, n // 5)
     trainings: list[dict[str, Any]] = []
-
-    def retrain(history: Sequence[Interaction]) -> Recommender:
-        t0 = time.perf_counter()
-        result = train(list(history), TrainConfig(epochs=epochs), device=device, progress=False)
-        version = f"eval-{len(history)}"
-        trainings.append({"events": len(history), "seconds": round(time.perf_counter() - t0, 2),
-                          "epoch_seconds": [round(s, 3) for s in result.epoch_seconds],
-                          "holdout": result.metrics, "device": result.device})
-        log.info("retrained the deep model on %d events in %.1fs", len(history), time.perf_counter() - t0)
-        return result.recommender(version)
-
     started = time.time()
-    res = evaluate(events, build_systems(half_life), k=20, every=every, warmup=retrain_every,
-                   retrain_every=retrain_every, retrain=retrain, progress=progress, total=n)
+    t0 = time.perf_counter()
+    runs = [_one_seed(events, s, retrain_every, epochs, device, half_life, every, exclude_seen, batch_size, progress,
+                      trainings) for s in seed_list]
+    systems = _aggregate(runs)
     return {
         "dataset": dataset,
-        "events": res["events"],
+        "events": runs[0]["events"],
+        "systems": systems,
+        "seeds": seed_list,
+        "protocol": protocol(exclude_seen, seed_list, retrain_every, every, batch_size),
+        "hybrid_vs_best": hybrid_vs_best(runs, systems),
+        "per_seed": [{"seed": s, "seconds": round(r["seconds"], 1),
+                      "systems": {name: {m: r["systems"][name][m] for m in METRICS}
+                                  for name in r["systems"]}}
+                     for s, r in zip(seed_list, runs)],
         "evaluated_from_event": retrain_every,
-        "systems": res["systems"],
         "retrain_every": retrain_every,
         "trainings": trainings,
-        "seconds": round(res["seconds"], 1),
+        "seconds": round(time.perf_counter() - t0, 1),
         "machine": {"python": platform.python_version(), "cpus": _cpus()},
         "started_at": started,
     }
+
+
+def _mean(values: Sequence[float]) -> float:
+    return statistics.fmean(values) if values else 0.0
+
+
+def _sd(values: Sequence[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _aggregate(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per system: the mean over seeds of every metric, their ``sd`` and the per-fifth means."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in runs[0]["systems"]:
+        per = [r["systems"][name] for r in runs]
+        res: dict[str, Any] = {m: _mean([p[m] for p in per]) for m in METRICS}
+        res["evaluated"] = _mean([p["evaluated"] for p in per])
+        res["rank_ms"] = _mean([p["rank_ms"] for p in per])
+        res["sd"] = {m: _sd([p[m] for p in per]) for m in METRICS}
+        fifths = []
+        for i, part in enumerate(per[0]["per_part"]):
+            rows = [p["per_part"][i] for p in per]
+            row: dict[str, Any] = {"from_event": part["from_event"], "to_event": part["to_event"],
+                                   "evaluated": _mean([r["evaluated"] for r in rows])}
+            for m in FIFTH_METRICS:
+                vals = [r[m] for r in rows if r[m] is not None]
+                row[m] = _mean(vals) if vals else None
+                row[f"{m}_sd"] = _sd(vals) if vals else None
+            fifths.append(row)
+        res["per_fifth"] = fifths
+        out[name] = res
+    return out
+
+
+def hybrid_vs_best(runs: Sequence[dict[str, Any]], systems: dict[str, dict[str, Any]],
+                   resamples: int = BOOTSTRAP_RESAMPLES) -> dict[str, Any] | None:
+    """NDCG@10 of ``hybrid`` minus the best other system's, with a per-user bootstrap 95% interval.
+
+    Users are resampled (each user's events of every seed together); the statistic is the mean
+    over seeds of the difference, which is the difference of the reported means.
+    """
+    others = [name for name in systems if name != "hybrid"]
+    if "hybrid" not in systems or not others:
+        return None
+    other = max(others, key=lambda name: systems[name]["ndcg@10"])
+    users = sorted({u for r in runs for u in r["per_user"]["hybrid"]})
+    counts, diffs = [], []
+    for r in runs:
+        hyb, oth = r["per_user"]["hybrid"], r["per_user"][other]
+        counts.append([hyb.get(u, (0.0, 0.0))[0] for u in users])
+        diffs.append([hyb.get(u, (0.0, 0.0))[1] - oth.get(u, (0.0, 0.0))[1] for u in users])
+    if not users or any(sum(c) == 0 for c in counts):
+        return None
+    diff, lo, hi = paired_bootstrap(counts, diffs, resamples=resamples, seed=0)
+    return {"other": other, "diff": diff, "ci95": [lo, hi], "users": len(users), "resamples": resamples,
+            "resampled": "users (all seeds of a user together)"}
 
 
 def _cpus() -> int:
@@ -107,18 +235,41 @@ def _cpus() -> int:
     return os.cpu_count() or 0
 
 
+def _pm(m: dict[str, Any], key: str, digits: int) -> str:
+    return f"{m[key]:.{digits}f} ± {m['sd'][key]:.{digits}f}"
+
+
 def markdown_table(result: dict[str, Any]) -> str:
-    """The result as a Markdown table (one row per system)."""
-    rows = [f"**{result['dataset']}** - {result['events']:,} events, scored from event "
-            f"{result['evaluated_from_event']:,}, deep model retrained every {result['retrain_every']:,} events",
+    """The result as Markdown: mean ± sd over the seeds per system, NDCG@10 per fifth, the hybrid's margin."""
+    seeds = result.get("seeds", [0])
+    excluded = "; ".join(result["protocol"]["excluded"]) if "protocol" in result else "purchased items"
+    judged = f"{next(iter(result['systems'].values())).get('evaluated', 0):,.0f} judged" if result["systems"] else ""
+    rows = [f"**{result['dataset']}** - {result['events']:,} events ({judged}: lists ranked from event "
+            f"{result['evaluated_from_event']:,} on), deep model retrained every {result['retrain_every']:,} events, "
+            f"mean ± sd over {len(seeds)} seed(s) {seeds}; excluded: {excluded}",
             "",
             "| system | HR@10 | NDCG@10 | MRR@20 | coverage | novelty | diversity |",
             "|---|---|---|---|---|---|---|"]
     best = max(result["systems"].values(), key=lambda m: m["ndcg@10"])["ndcg@10"]
     for name, m in result["systems"].items():
-        nd = f"**{m['ndcg@10']:.4f}**" if m["ndcg@10"] == best else f"{m['ndcg@10']:.4f}"
-        rows.append(f"| {name} | {m['hr@10']:.4f} | {nd} | {m['mrr@20']:.4f} | {m['coverage']:.3f} | "
+        nd = _pm(m, "ndcg@10", 4)
+        nd = f"**{nd}**" if m["ndcg@10"] == best else nd
+        rows.append(f"| {name} | {_pm(m, 'hr@10', 4)} | {nd} | {_pm(m, 'mrr@20', 4)} | {_pm(m, 'coverage', 3)} | "
                     f"{m['novelty']:.2f} | {m['diversity']:.3f} |")
+    first = next(iter(result["systems"].values()))
+    fifths = first.get("per_fifth") or []
+    if fifths:
+        rows += ["", "NDCG@10 per fifth of the scored events (mean over seeds):", "",
+                 "| system | " + " | ".join(f"{f['from_event']:,}-{f['to_event']:,}" for f in fifths) + " |",
+                 "|---|" + "---|" * len(fifths)]
+        for name, m in result["systems"].items():
+            cells = ["-" if f["ndcg@10"] is None else f"{f['ndcg@10']:.4f}" for f in m["per_fifth"]]
+            rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    hv = result.get("hybrid_vs_best")
+    if hv:
+        rows += ["", f"hybrid - {hv['other']} NDCG@10: {hv['diff']:+.4f}, per-user bootstrap 95% interval "
+                     f"[{hv['ci95'][0]:+.4f}, {hv['ci95'][1]:+.4f}] ({hv['users']:,} users)"]
+    rows.append(f"\n{result['seconds']:,.0f} s in all.")
     return "\n".join(rows) + "\n"
 
 

@@ -49,21 +49,30 @@ def test_side_by_side_replay_and_options():
     systems = {"popularity": PopularityRecommender(), "cooccurrence": CooccurrenceRecommender()}
     out = evaluate(events, systems, progress=False)
     assert out["events"] == len(events)
+    first_seen = {ev.user_id: i for i, ev in reversed(list(enumerate(events)))}
     for name, metrics in out["systems"].items():
         assert set(metrics) >= KEYS, name
         assert 0.0 <= metrics["coverage"] <= 1.0 and 0.0 <= metrics["diversity"] <= 1.0
-        assert metrics["evaluated"] == len(events)
+        assert metrics["evaluated"] == len(events) - len(first_seen)  # a user's first event has no list before it
     assert out["systems"]["cooccurrence"]["ndcg@10"] > out["systems"]["popularity"]["ndcg@10"] + 0.1
     sparse = evaluate(events, {"popularity": PopularityRecommender()}, every=3, warmup=0.5, progress=False)
-    assert sparse["systems"]["popularity"]["evaluated"] == len(range(len(events) // 2, len(events), 3))
+    # judged: events whose user's previous event was ranked (every 3rd) after the warmup (half)
+    previous: dict[str, int] = {}
+    expected = 0
+    for i, ev in enumerate(events):
+        prev = previous.get(ev.user_id)
+        expected += prev is not None and prev % 3 == 0 and prev >= len(events) // 2
+        previous[ev.user_id] = i
+    assert 0 < sparse["systems"]["popularity"]["evaluated"] == expected
     typed = evaluate(events, {"popularity": PopularityRecommender()}, score_types={"purchase"}, progress=False)
     assert typed["systems"]["popularity"]["evaluated"] == 0
     batched = evaluate(events, {"cooccurrence": CooccurrenceRecommender()}, batch_size=8, progress=False)
-    assert batched["systems"]["cooccurrence"]["hr@10"] > 0.5
+    # waves of 8 let learning lag ranking a little, no more
+    assert abs(batched["systems"]["cooccurrence"]["hr@10"] - out["systems"]["cooccurrence"]["hr@10"]) < 0.05
     with pytest.raises(ValueError, match="fractional warmup"):
         evaluate(iter(events), {"p": PopularityRecommender()}, warmup=0.2, progress=False)
-    with pytest.raises(ValueError, match="exclude"):
-        evaluate(events, {"p": PopularityRecommender()}, exclude="nothing", progress=False)
+    with pytest.raises(ValueError, match="parts"):
+        evaluate(events, {"p": PopularityRecommender()}, parts=0, progress=False)
 
 
 def test_retrain_hook_installs_new_deep_model():

@@ -103,3 +103,12 @@ def test_a_movielens_row_is_the_same_event_through_every_path(tmp_path):
     assert produced == trained == expected
     assert expected == ["view"] * 5 + ["click", "click", "add_to_cart", "purchase", "purchase"]
 
+
+
+def test_every_format_declares_what_an_evaluation_excludes_and_the_table_says_why():
+    flags = {fmt: get_format(fmt).exclude_seen for fmt in FORMATS}
+    assert all(isinstance(v, bool) for v in flags.values())
+    assert flags["movielens"] is True  # nobody rates a film twice: a rated film is never the next rating
+    assert not any(v for fmt, v in flags.items() if fmt != "movielens")  # shop logs repeat items
+    doc = formats.__doc__ or ""
+    assert "exclude_seen" in doc and "shuffle_ties" in doc

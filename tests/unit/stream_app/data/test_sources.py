@@ -161,6 +161,9 @@ def test_missing_file_is_clear(tmp_path):
         ("otto", '{"session": 1}\n', 1, "expected"),
         ("jsonl", '{"event_id": "e", "user_id": "u", "item_id": "i", "type": "buy", "ts": 1}\n', 1, "invalid event"),
         ("jsonl", "not json\n", 1, "not valid JSON"),
+        ("jsonl", "[" * 100_000 + "]" * 100_000 + "\n", 1, "nested too deeply"),
+        ("otto", '{"session": 1, "events": [{"aid": 5, "ts": 1' + "0" * 400 + ', "type": "clicks"}]}\n', 1,
+         "is not a finite number"),
     ],
 )
 def test_malformed_row_names_file_and_line(tmp_path, fmt, text, line, reason):
