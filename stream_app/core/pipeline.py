@@ -189,7 +189,6 @@ class Pipeline:
                 advanced[p.partition] = p.offset
         ranker = self.ranker
         live = self.live
-        to_interaction = logic.to_interaction
         exclusions = logic.exclusions
         afters: list[UserContext] = []
         all_excludes: list[frozenset[str]] = []
@@ -202,18 +201,7 @@ class Pipeline:
         deep_lists = ranker.deep_candidates(afters, all_excludes)
         for rnd in logic.split_rounds(batch, key=lambda p: p.event.user_id):
             wave = [batch[i] for i in rnd]
-            for i, p in zip(rnd, wave):
-                before = p.before
-                assert before is not None, "Pipeline.prepare (or the caller) fills in each event's contexts"
-                live.observe(before, p.event)
-                if fresh[i]:
-                    # the impression this event answers is the list pushed after the user's previous
-                    # event (this batch's earlier round, or an earlier batch), not the one the stored
-                    # state holds (which answered the event before): learn from the list shown
-                    shown = live.last_shown(p.event.user_id)
-                    if shown:
-                        before = replace(before, shown=tuple(shown))
-                    ranker.learn_one(before, to_interaction(p.event))
+            self._learn_round(wave, [fresh[i] for i in rnd])
             users = [afters[i] for i in rnd]
             excludes = [all_excludes[i] for i in rnd]
             ranked = ranker.rank_many_with_sources(
@@ -231,6 +219,22 @@ class Pipeline:
         self.ranker_offsets.update(advanced)
         # split_rounds puts every position of the batch in exactly one round: no slot is left None
         return cast("list[dict[str, Any]]", out)
+
+    def _learn_round(self, wave: list[Pending], fresh: list[bool]) -> None:
+        """Judge the lists the wave's events answer, and learn from the events not learned yet."""
+        live, ranker, to_interaction = self.live, self.ranker, logic.to_interaction
+        for p, learn in zip(wave, fresh):
+            before = p.before
+            assert before is not None, "Pipeline.prepare (or the caller) fills in each event's contexts"
+            live.observe(before, p.event)
+            if learn:
+                # the impression this event answers is the list pushed after the user's previous
+                # event (this batch's earlier round, or an earlier batch), not the one the stored
+                # state holds (which answered the event before): learn from the list shown
+                shown = live.last_shown(p.event.user_id)
+                if shown:
+                    before = replace(before, shown=tuple(shown))
+                ranker.learn_one(before, to_interaction(p.event))
 
     def prepare_deep(self, model: Recommender) -> Recommender:
         """Build the serving retriever of a newly loaded deep model (call it off the event loop)."""

@@ -160,13 +160,18 @@ def _split(line: str, n: int) -> list[str]:
 RowParser = Callable[[str, int, dict[str, Any]], list[dict[str, Any]]]
 
 
-def _parse_jsonl(line: str, line_no: int, state: dict[str, Any]) -> list[dict[str, Any]]:
+def _json_row(line: str) -> Any:
+    """One JSON value, or :class:`BadRow` with the reason (too deep a nesting included)."""
     try:
-        data = json.loads(line)
+        return json.loads(line)
     except RecursionError:
         raise BadRow("not valid JSON: nested too deeply") from None
     except ValueError as exc:
         raise BadRow(f"not valid JSON: {exc}") from None
+
+
+def _parse_jsonl(line: str, line_no: int, state: dict[str, Any]) -> list[dict[str, Any]]:
+    data = _json_row(line)
     if not isinstance(data, dict):
         raise BadRow(f"expected a JSON object, got {type(data).__name__}")
     try:
@@ -236,12 +241,7 @@ def _finite(x: float) -> bool:
 
 
 def _parse_otto(line: str, line_no: int, state: dict[str, Any]) -> list[dict[str, Any]]:
-    try:
-        data = json.loads(line)
-    except RecursionError:
-        raise BadRow("not valid JSON: nested too deeply") from None
-    except ValueError as exc:
-        raise BadRow(f"not valid JSON: {exc}") from None
+    data = _json_row(line)
     if not isinstance(data, dict) or "session" not in data or not isinstance(data.get("events"), list):
         raise BadRow('expected {"session": int, "events": [...]}')
     session = str(data["session"])
