@@ -7,18 +7,8 @@ from typing import Any
 
 import orjson
 
+from stream_app.ops.reliability.harness import expected_counts
 from stream_app.ops.testbed import WorkerProc
-
-TYPES = ("view", "click", "add_to_cart", "purchase")
-
-
-def expected_counts(events: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
-    """Per user, how many events of each type were produced."""
-    expected: dict[str, dict[str, int]] = {}
-    for ev in events:
-        counts = expected.setdefault(ev["user_id"], dict.fromkeys(TYPES, 0))
-        counts[ev["type"]] += 1
-    return expected
 
 
 def users_with_wrong_counts(w: WorkerProc, events: list[dict[str, Any]], timeout: float = 30.0) -> list[Any]:
