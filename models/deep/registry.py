@@ -102,6 +102,23 @@ def _sort_key(version: str) -> tuple[int, str, int]:
     return (0, m.group(1), int(m.group(2))) if m else (1, version, 0)
 
 
+def _shape_problem(shape: dict[str, Any], tensors: dict[str, torch.Tensor]) -> str | None:
+    """Why the manifest's model shape is not the one of ``tensors`` (None when it is)."""
+    dim, n_items, max_len, layers = shape["dim"], shape["n_items"], shape["max_len"], shape["layers"]
+    if min(dim, n_items, max_len, layers, shape["heads"]) < 1 or dim % shape["heads"]:
+        return f"bad model shape in manifest: {shape}"
+    for name, want in (("item_emb.weight", (n_items + 1, dim)), ("pos_emb.weight", (max_len, dim))):
+        got = tensors.get(name)
+        if got is None:
+            return f"weight {name!r} is missing"
+        if tuple(got.shape) != want:
+            return f"weight {name!r} is {tuple(got.shape)} {got.dtype}, the manifest's shape needs {want}"
+    found_layers = {n.split(".")[2] for n in tensors if n.startswith("encoder.layers.")}
+    if len(found_layers) != layers:
+        return f"the weights hold {len(found_layers)} layer(s), the manifest's shape needs {layers}"
+    return None
+
+
 class Registry:
     """A folder of model versions with a promoted pointer; see the module docstring."""
 
@@ -308,14 +325,16 @@ class Registry:
             tensors = st_load(weights)
         except (SafetensorError, ValueError, RuntimeError) as exc:
             raise ArtifactError(f"{version}: weights are not a valid safetensors file: {exc}") from None
+        # the manifest's shape must be the weights' before a model is built: a model then takes
+        # about the memory its weights already take, whatever the manifest claims
+        problem = _shape_problem(shape, tensors)
+        if problem:
+            raise ArtifactError(f"{version}: {problem}")
         try:
-            # the manifest's shape is checked against the weights before anything is allocated: on
-            # the meta device a model has shapes but no storage, so a huge shape costs nothing
-            with torch.device("meta"):
-                skeleton = SequenceModel(**{k: shape[k] for k in _SHAPE_KEYS})
-        except (ValueError, RuntimeError, TypeError) as exc:
+            model = SequenceModel(**{k: shape[k] for k in _SHAPE_KEYS})
+        except (ValueError, RuntimeError) as exc:
             raise ArtifactError(f"{version}: bad model shape in manifest: {exc}") from None
-        expected = skeleton.state_dict()
+        expected = model.state_dict()
         if set(tensors) != set(expected):
             missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
             raise ArtifactError(f"{version}: weight names differ (missing {missing[:3]}, unexpected {extra[:3]})")
@@ -327,7 +346,6 @@ class Registry:
                 )
             if t.is_floating_point() and not bool(torch.isfinite(t).all()):
                 raise ArtifactError(f"{version}: weight {name!r} has non-finite values")
-        model = SequenceModel(**{k: shape[k] for k in _SHAPE_KEYS})  # the size of the weights just checked
         model.load_state_dict(tensors, strict=True)
         rec = DeepRecommender(model, vocab, version, collapse=bool(manifest.get("collapse_repeats", True)))
         try:
