@@ -3,8 +3,11 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# Helm for the chart's tests: built once from the Go module proxy, cached between runs
+HELM_VERSION := v4.3.2
+HELM_DIR     := $(HOME)/.cache/streamrec/helm/$(HELM_VERSION)
 
-.PHONY: install demo lint test test-unit test-integration bench reliability eval browser kafka-up kafka-down clean
+.PHONY: install demo lint test test-unit test-integration bench reliability eval browser prometheus helm kafka-up kafka-down clean
 
 install: $(STAMP)
 
@@ -24,6 +27,25 @@ browser:
 	      || echo "warning: could not install chromium; the browser test will be skipped"; \
 	  else echo "note: chromium missing; the browser test will be skipped"; fi; }
 
+# Debian's Prometheus for the scrape test (installed when missing and we may use apt; the package
+# lists are refreshed only when no refresh happened in the last hour, e.g. by `browser` just before).
+APT_FRESH = find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -60 2>/dev/null | grep -q .
+prometheus:
+	@command -v prometheus >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    ( { $(APT_FRESH) || apt-get update -qq; } && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
+	      || echo "warning: could not install prometheus; the Prometheus test will be skipped"; \
+	  else echo "note: prometheus missing; the Prometheus test will be skipped"; fi; }
+
+# Helm, built from source with the machine's Go (a cold build takes minutes; later runs reuse it).
+helm:
+	@test -x $(HELM_DIR)/helm || { \
+	  if command -v go >/dev/null; then \
+	    echo "building helm $(HELM_VERSION) into $(HELM_DIR) (once)"; \
+	    GOBIN=$(HELM_DIR) GOFLAGS=-buildvcs=false nice go install -trimpath -ldflags='-s -w' helm.sh/helm/v4/cmd/helm@$(HELM_VERSION) \
+	      || echo "warning: could not build helm; the chart tests will be skipped"; \
+	  else echo "note: go missing, helm not built; the chart tests will be skipped"; fi; }
+
 demo: install
 	$(BIN)/streamrec demo
 
@@ -32,7 +54,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: install browser lint
+test: install browser prometheus helm lint
 	$(BIN)/python -m pytest -m "not slow"
 
 test-unit: install

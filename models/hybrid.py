@@ -34,10 +34,13 @@ class HybridRecommender(OnlineRanker):
     """Online reranking over popularity, co-occurrence and an optional, swappable deep model."""
 
     name = "hybrid"
-    deep_pool: int = 4096
-    """Items a deep model retrieves from (its most frequent in training; 0 = the whole vocabulary)."""
-    deep_history: int = 20
-    """Latest items of a user a deep model encodes."""
+    deep_pool: int | None = None
+    """Items a deep model retrieves from, its most frequent in training. None: the pool chosen at
+    training (covering 95% of training interactions, see :mod:`models.deep.retriever`); 0: the
+    whole vocabulary; N: the N most frequent (an override)."""
+    deep_history: int | None = None
+    """Latest items of a user a deep model encodes. None (or 0): the length the model was trained
+    with (its ``max_len - 1``); N: the latest N (an override, cheaper but not what it learned)."""
 
     def serving_retriever(self, model: Recommender) -> Recommender:
         """How ``model`` retrieves here: a :class:`~models.deep.retriever.HeadRetriever` for a

@@ -67,6 +67,8 @@ class Recommendation(msgspec.Struct, gc=False):
     latency_ms: float
     purchase_probability: float | None = None
     return_probability: float | None = None
+    recommendation_id: str | None = None
+    """Unique name of this list (messages of older workers have none)."""
 
 
 _event_decoder = msgspec.json.Decoder(Event)

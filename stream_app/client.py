@@ -30,6 +30,7 @@ from kafka import TopicPartition
 from kafka.producer.future import FutureRecordMetadata
 
 from schemas import InvalidEvent, Recommendation, decode_recommendation, encode, event_from_dict
+from schemas.items import MAX_ITEM_BYTES, InvalidItem, item_from_dict
 from stream_app.kafka import KafkaConnection, kafka_consumer, kafka_producer
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,28 @@ class EventProducer:
         except (TypeError, msgspec.EncodeError) as exc:
             raise InvalidEvent(f"event is not JSON-serialisable: {exc}") from None
         future = self._producer.send(self.topic, key=ev.user_id.encode(), value=value)
+        self.sent += 1
+        return future
+
+    def send_item(self, item: dict[str, Any], topic: str = "items") -> FutureRecordMetadata:
+        """Validate an item record (see ``schemas/items.schema.json``) and send it to the catalogue topic
+        (key = item_id). Raises :class:`schemas.items.InvalidItem` (nothing is sent) if it breaks the contract."""
+        it = item_from_dict(item)
+        try:
+            value = encode(item)
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise InvalidItem(f"item is not JSON-serialisable: {exc}") from None
+        if len(value) > MAX_ITEM_BYTES:
+            raise InvalidItem(f"message of {len(value)} bytes is over the {MAX_ITEM_BYTES}-byte limit", "too_large")
+        future = self._producer.send(topic, key=it.item_id.encode(), value=value)
+        self.sent += 1
+        return future
+
+    def delete_item(self, item_id: str, topic: str = "items") -> FutureRecordMetadata:
+        """Remove an item's metadata from the catalogue (a tombstone: the item is unknown again)."""
+        if not item_id or len(item_id) > 128:
+            raise InvalidItem("item_id must be 1 to 128 characters", "bad_key")
+        future = self._producer.send(topic, key=item_id.encode(), value=None)
         self.sent += 1
         return future
 

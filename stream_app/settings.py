@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     events_topic: str = Field("events", min_length=1, description="topic of incoming events")
     recommendations_topic: str = Field("recommendations", min_length=1, description="topic of recommendations")
     dlq_topic: str = Field("events-dlq", min_length=1, description="dead-letter topic of invalid events")
+    items_topic: str = Field(
+        "items", min_length=1, description="compacted topic of the item catalogue (key item_id; see schemas/)")
+    shared_topic: str = Field(
+        "item-knowledge", min_length=1,
+        description="topic through which the workers of a group share what they learn about items")
     security_protocol: SecurityProtocol = "PLAINTEXT"
     sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
     sasl_username: str | None = None
@@ -86,6 +91,22 @@ class Settings(BaseSettings):
         description="how long a failed output (recommendation, dead letter, changelog record) is sent again before "
                     "the worker stops without acknowledging its input (the restart replays it)",
     )
+    rules_file: Path | None = Field(
+        None, description="a JSON file of business rules every list obeys (see README: Item catalogue and rules)")
+    catalogued_only: bool = Field(
+        False, description="recommend only items the catalogue knows (default: unknown items are allowed)")
+    share_items: bool = Field(
+        True,
+        description="learn popularity and co-occurrence from every worker's events through SHARED_TOPIC, so N "
+                    "workers recommend as well as one (false: each worker learns only from its own partitions)",
+    )
+    share_weights_s: float = Field(
+        5.0, ge=0, le=3600,
+        description="with SHARE_ITEMS, how often the workers of a group average their rerankers' weights "
+                    "(0 = never: each keeps what it learned from its own users)")
+    shared_catchup_s: float = Field(
+        60.0, ge=0, le=3600,
+        description="how long a starting worker reads the shared topic's backlog before it starts scoring")
     instance_id: str = Field(
         "", max_length=200, pattern=r"^[A-Za-z0-9._-]*$",
         description="static group membership (KIP-345): a name unique to this worker that it keeps across "
@@ -146,7 +167,13 @@ class Settings(BaseSettings):
             self.events_topic: self.events_partitions,
             self.recommendations_topic: self.events_partitions,
             self.dlq_topic: 1,
+            self.shared_topic: self.events_partitions,
+            self.items_topic: self.events_partitions,
         }
+
+    def topic_configs(self) -> dict[str, dict[str, str]]:
+        """Topic configurations streamrec creates topics with (the catalogue is compacted by item)."""
+        return {self.items_topic: {"cleanup.policy": "compact"}}
 
     def kafka_connection(self, bootstrap: str | None = None) -> KafkaConnection:
         """The Kafka connection these settings describe: every Kafka client is built on it.

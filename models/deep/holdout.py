@@ -1,6 +1,8 @@
-"""Scoring the deep sequence model on the holdout of a time split (see :mod:`models.deep.data`).
+"""Scoring the deep sequence model on encoded targets (see :mod:`models.deep.data`).
 
-Every holdout target is ranked against the whole catalogue; the score is HR@k and NDCG@k.
+Every target is ranked against the whole catalogue; the score is HR@k and NDCG@k. Early
+stopping reads it on the per-user validation targets every epoch; the promotion gate scores
+models on the fresh holdout by item ids instead (:mod:`models.deep.gate`).
 """
 
 from __future__ import annotations
@@ -9,13 +11,13 @@ import math
 
 import torch
 
-from models.deep.data import Split
+from models.deep.data import Targets
 from models.deep.model import SequenceModel, encode_batch
 
 
-def evaluate(model: SequenceModel, split: Split, exclude_seen: bool = True, k: int = 10,
+def evaluate(model: SequenceModel, split: Targets, exclude_seen: bool = True, k: int = 10,
              batch_size: int = 512, device: str = "cpu") -> dict[str, float]:
-    """Holdout HR@k and NDCG@k of ``model`` (full ranking over the catalogue, one row per target)."""
+    """HR@k and NDCG@k of ``model`` on the targets (full ranking over the catalogue, one row per target)."""
     was_training = model.training
     model.eval()
     hits, gain, n = 0, 0.0, len(split.eval_target)

@@ -236,15 +236,25 @@ class DeepRecommender(Recommender):
 
     def __init__(
         self, model: SequenceModel, vocab: Vocabulary | Sequence[str], version: str | None = None,
-        collapse: bool = True, exclude_history: bool = False,
+        collapse: bool = True, exclude_history: bool = False, pool_size: int | None = None,
     ):
         self.vocab = vocab if isinstance(vocab, Vocabulary) else Vocabulary(vocab)
         if len(self.vocab) != model.n_items:
             raise ValueError(f"vocabulary has {len(self.vocab)} items, model has {model.n_items}")
+        if pool_size is not None and not 1 <= pool_size <= len(self.vocab):
+            raise ValueError(f"pool_size must be between 1 and the {len(self.vocab)} vocabulary items, got {pool_size}")
         self.model = model.to("cpu").eval()
         self.collapse = collapse
         self.exclude_history = exclude_history
+        self.pool_size = pool_size
+        """The serving pool chosen at training (the most frequent items covering the configured
+        share of training interactions); None when unknown (an older artifact)."""
         self._version = version
+
+    @property
+    def trained_history(self) -> int:
+        """Items of a user the model reads: its ``max_len - 1`` (one position is the start token)."""
+        return self.model.max_len - 1
 
     @property
     def version(self) -> str | None:
@@ -257,17 +267,23 @@ class DeepRecommender(Recommender):
     def learn_one(self, user: UserContext, event: Interaction) -> None:
         """Does nothing: the deep model is trained offline and swapped in as a whole."""
 
-    def _histories(self, users: Sequence[UserContext]) -> list[list[int]]:
+    def _histories(self, users: Sequence[UserContext], history: int | None = None) -> list[list[int]]:
         out = []
         for u in users:
             hist = self.vocab.encode(u.recent_items)
-            out.append(collapse_repeats(hist) if self.collapse else hist)
+            if self.collapse:
+                hist = collapse_repeats(hist)
+            out.append(hist[-history:] if history is not None and history > 0 else hist)
         return out
 
     @torch.inference_mode()
-    def user_vectors(self, users: Sequence[UserContext]) -> torch.Tensor:
-        """One forward pass: ``[len(users), dim]`` representations."""
-        seqs, last = encode_batch(self._histories(users), self.model.max_len)
+    def user_vectors(self, users: Sequence[UserContext], history: int | None = None) -> torch.Tensor:
+        """One forward pass: ``[len(users), dim]`` representations.
+
+        The model reads each user's last :attr:`trained_history` known items (after collapsing
+        repeats); ``history`` reads fewer (the latest ``history``), e.g. to bound serving cost.
+        """
+        seqs, last = encode_batch(self._histories(users, history), self.model.max_len)
         seqs = seqs[:, : int(last.max()) + 1]  # causal: trailing padding is never read
         if self.model.training:
             hidden: torch.Tensor = self.model(seqs)

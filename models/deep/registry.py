@@ -4,7 +4,9 @@ Layout under ``root``::
 
     versions/<version>/weights.safetensors   tensors only (never a pickle)
     versions/<version>/vocab.json            item ids, index j+1 = vocab[j]
-    versions/<version>/manifest.json         version, created_at, sha256 of both files, config, metrics
+    versions/<version>/manifest.json         version, created_at, sha256 of both files, config, metrics,
+                                             gate (the promotion decision), serving (pool, history),
+                                             data_end_ts (the newest event trained on)
     CURRENT                                  the promoted version (one line)
     HISTORY                                  JSON list of promoted versions, oldest first (for rollback)
 
@@ -18,6 +20,14 @@ finite; any failure raises :class:`ArtifactError` with a readable reason.
 With a ``signing_key`` the registry signs what it saves (an HMAC-SHA256 of the manifest, which
 holds both files' hashes) and loads only artifacts that carry a valid signature: a worker then
 serves nothing but what its trainer wrote, even if someone can write to the registry folder.
+
+Promotion (:meth:`Registry.save`) goes through the gate of :mod:`models.deep.gate`: the
+candidate and the serving model are scored on the *same* fresh holdout (the candidate's
+``TrainResult.holdout``, the newest events), and the candidate is promoted unless it is worse
+beyond that holdout's noise or the holdout has too few users to tell. The manifest's ``gate``
+records the decision, both scores, the interval and the holdout's size (for ``streamrec model
+list`` and the dashboard). A result without a holdout (built by hand) is compared, as before, by
+its stored NDCG@10 against the serving model's, within ``tolerance``; ``gate.rule`` says which.
 
 >>> import tempfile, torch
 >>> from models.deep.model import SequenceModel, Vocabulary
@@ -49,6 +59,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from models.deep.gate import MIN_USERS, RESAMPLES, compare, target_gains
 from models.deep.model import DeepRecommender, SequenceModel, Vocabulary
 
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
@@ -197,12 +208,15 @@ class Registry:
         return sorted((p.name for p in self.versions.iterdir()
                        if VERSION_RE.match(p.name) and p.is_dir() and not p.is_symlink()), key=_sort_key)
 
-    def save(self, result: Any, promote_if_better: bool = True, tolerance: float = 0.01) -> tuple[str, bool]:
+    def save(self, result: Any, promote_if_better: bool = True, tolerance: float = 0.0, *,
+             min_users: int = MIN_USERS, resamples: int = RESAMPLES) -> tuple[str, bool]:
         """Write ``result`` (a :class:`models.deep.train.TrainResult`) as a new version.
 
-        With ``promote_if_better`` the version is promoted when its holdout NDCG@10 is finite and
-        at least the current version's minus ``tolerance`` (or when nothing is promoted yet).
-        Returns ``(version, promoted)``.
+        With ``promote_if_better`` the version is promoted when the gate says so (see the module
+        docstring): when nothing is promoted yet, when the serving model cannot be read, or when
+        on the shared fresh holdout (of at least ``min_users`` users) the candidate is not worse
+        than the serving model beyond the noise (the upper end of the paired bootstrap interval
+        of the NDCG@10 difference is at least ``-tolerance``). Returns ``(version, promoted)``.
         """
         self.versions.mkdir(parents=True, exist_ok=True)
         model: SequenceModel = result.model
@@ -213,6 +227,9 @@ class Registry:
         weights = st_save(state)
         vocab = json.dumps(list(result.vocab.items)).encode()
         metrics = {k: (float(v) if math.isfinite(float(v)) else None) for k, v in result.metrics.items()}
+        gate = self._gate(result, metrics.get("ndcg@10"), tolerance, min_users, resamples) if promote_if_better \
+            else {"promote": False, "reason": "saved without asking for promotion"}
+        data_end = getattr(result, "data_end_ts", None)
         for _ in range(100):
             version = self._new_version()
             tmp = Path(tempfile.mkdtemp(dir=self.versions, prefix=".tmp-"))
@@ -223,6 +240,8 @@ class Registry:
                 "model": model.config(), "collapse_repeats": bool(result.config.collapse_repeats),
                 "config": result.config.to_dict(), "metrics": metrics,
                 "epoch_seconds": list(result.epoch_seconds), "device": result.device,
+                "gate": gate, "serving": dict(getattr(result, "serving", {}) or {}),
+                "data_end_ts": float(data_end) if data_end is not None else None,
             }
             if self.signing_key is not None:
                 manifest["signature"] = self._signature(manifest)
@@ -239,22 +258,50 @@ class Registry:
         else:
             raise ArtifactError("could not allocate a new version name")
         promoted = False
-        if promote_if_better and self._better(metrics.get("ndcg@10"), tolerance):
+        if gate["promote"]:
             self.promote(version)
             promoted = True
         return version, promoted
 
-    def _better(self, ndcg: float | None, tolerance: float) -> bool:
+    def _gate(self, result: Any, ndcg: float | None, tolerance: float, min_users: int,
+              resamples: int) -> dict[str, Any]:
+        """The promotion decision for ``result`` against the serving model (see :meth:`save`)."""
         if ndcg is None or not math.isfinite(ndcg):
-            return False
+            return {"promote": False, "rule": "finite", "reason": "the candidate's holdout NDCG@10 is not finite"}
         cur = self.current()
         if cur is None:
-            return True
+            return {"promote": True, "rule": "first", "reason": "no model is serving yet", "candidate_ndcg@10": ndcg}
+        holdout, gains = getattr(result, "holdout", None), getattr(result, "holdout_gains", None)
         try:
-            best = self.manifest(cur)["metrics"].get("ndcg@10")
+            if holdout is None or gains is None:
+                return self._legacy_gate(cur, ndcg, tolerance)
+            serving = self.load(cur)
+        except ArtifactError as exc:
+            return {"promote": True, "rule": "unreadable", "current_version": cur,
+                    "reason": f"the serving model cannot be read ({exc})", "candidate_ndcg@10": ndcg}
+        decision = compare(holdout.users, gains, target_gains(serving, holdout), tolerance, min_users, resamples)
+        seen_until = self.manifest(cur).get("data_end_ts")
+        decision.update(rule="shared-holdout", current_version=cur, holdout_from_ts=holdout.from_ts,
+                        current_saw_holdout=isinstance(seen_until, (int, float)) and seen_until >= holdout.from_ts)
+        return decision
+
+    def _legacy_gate(self, cur: str, ndcg: float, tolerance: float) -> dict[str, Any]:
+        best = self.manifest(cur)["metrics"].get("ndcg@10")
+        ok = best is None or ndcg >= float(best) - tolerance
+        return {"promote": ok, "rule": "stored-metrics", "current_version": cur, "tolerance": tolerance,
+                "candidate_ndcg@10": ndcg, "current_ndcg@10": best,
+                "reason": "no shared holdout: stored NDCG@10 compared (measured on different holdouts)"}
+
+    def data_end(self) -> float | None:
+        """The newest event time the serving model was trained on (None: none serving, or unknown)."""
+        cur = self.current()
+        if cur is None:
+            return None
+        try:
+            value = self.manifest(cur).get("data_end_ts")
         except ArtifactError:
-            return True  # the current artifact is unreadable: anything valid is better
-        return best is None or ndcg >= float(best) - tolerance
+            return None
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
     # ---- reading -----------------------------------------------------------
     def manifest(self, version: str) -> dict[str, Any]:
@@ -276,7 +323,7 @@ class Registry:
             row: dict[str, Any] = {"version": name, "current": name == cur}
             try:
                 m = self.manifest(name)
-                row.update(created_at=m.get("created_at"), metrics=m.get("metrics", {}))
+                row.update(created_at=m.get("created_at"), metrics=m.get("metrics", {}), gate=m.get("gate"))
             except ArtifactError as exc:
                 row["error"] = str(exc)
             out.append(row)
@@ -347,7 +394,12 @@ class Registry:
             if t.is_floating_point() and not bool(torch.isfinite(t).all()):
                 raise ArtifactError(f"{version}: weight {name!r} has non-finite values")
         model.load_state_dict(tensors, strict=True)
-        rec = DeepRecommender(model, vocab, version, collapse=bool(manifest.get("collapse_repeats", True)))
+        serving = manifest.get("serving")
+        pool = serving.get("pool_size") if isinstance(serving, dict) else None
+        if not (isinstance(pool, int) and 1 <= pool <= len(vocab)):
+            pool = None  # an older artifact, or a damaged field: the retriever's fallback pool serves
+        rec = DeepRecommender(model, vocab, version, collapse=bool(manifest.get("collapse_repeats", True)),
+                              pool_size=pool)
         try:
             rec.check()
         except ValueError as exc:

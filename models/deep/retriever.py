@@ -2,10 +2,18 @@
 
 Brute-force retrieval over a whole catalogue costs about ``dim`` multiply-adds per item per
 user (a quarter of a millisecond per user at 50k items on one core), which alone caps a worker
-at a few thousand events per second. :class:`HeadRetriever` scores only the ``pool_size`` items
-the deep model saw most in training (its vocabulary is ordered that way) and encodes only the
-latest ``history`` items of each user. Co-occurrence still brings long-tail candidates, and the
-online reranker mixes both. ``pool_size=0`` keeps full retrieval.
+at a few thousand events per second. :class:`HeadRetriever` scores only the items the deep model
+saw most in training (its vocabulary is ordered that way): by default the pool chosen at
+training, the fewest items that cover ``pool_coverage`` (95%) of the training interactions
+(:attr:`~models.deep.model.DeepRecommender.pool_size`, recorded in the manifest); a long tail
+that few people touch costs most of the scoring and brings few hits. Co-occurrence still brings
+long-tail candidates, and the online reranker mixes both. An explicit ``pool_size`` overrides
+the recorded pool (``0`` keeps full retrieval); a model with no recorded pool (an older
+artifact) serves its :data:`FALLBACK_POOL` most frequent items.
+
+Each user is encoded with the history length the model was trained with (its ``max_len - 1``
+items); an explicit ``history`` reads only the latest ``history`` items (after collapsing
+repeats), which is cheaper but not what the model learned from.
 
 >>> import torch
 >>> from models.base import UserContext
@@ -16,12 +24,13 @@ online reranker mixes both. ``pool_size=0`` keeps full retrieval.
 >>> lists = head.rank_many([UserContext("u", recent_items=("i3", "i4"))], k=5, excludes=[{"i0"}])
 >>> len(lists[0]), all(item in head.items and item != "i0" for item, _ in lists[0])
 (5, True)
+>>> HeadRetriever(deep).history == deep.model.max_len - 1
+True
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -30,16 +39,29 @@ from models.base import Interaction, Ranked, Recommender, UserContext
 from models.deep.candidates import DeepCandidates
 from models.deep.model import DeepRecommender
 
+FALLBACK_POOL = 4096
+"""Pool of a model whose artifact records none (trained before pools were chosen by coverage)."""
+
+
+def serving_pool(deep: DeepRecommender, pool_size: int | None = None) -> int:
+    """How many of ``deep``'s most frequent items are served: ``pool_size`` when given (0 = all),
+    else the pool recorded at training, else :data:`FALLBACK_POOL`."""
+    n = len(deep.vocab)
+    if pool_size is None or pool_size < 0:
+        pool_size = deep.pool_size if deep.pool_size is not None else FALLBACK_POOL
+    return n if pool_size == 0 else min(n, int(pool_size))
+
 
 class HeadRetriever(Recommender):
+    """Deep retrieval over the model's serving pool (see the module docstring)."""
+
     name = "deep"
 
-    def __init__(self, deep: DeepRecommender, pool_size: int = 4096, history: int = 20) -> None:
+    def __init__(self, deep: DeepRecommender, pool_size: int | None = None, history: int | None = None) -> None:
         self.deep = deep
-        self.history = max(1, int(history))
-        items = deep.vocab_items()
-        if pool_size > 0:
-            items = items[:pool_size]
+        self.history = deep.trained_history if history is None or history <= 0 else int(history)
+        """Items of a user encoded (the model's trained length unless overridden)."""
+        items = deep.vocab_items()[:serving_pool(deep, pool_size)]
         self.items: list[str] = items
         self.position = {item: p for p, item in enumerate(items)}
         index = deep.vocab.index
@@ -54,15 +76,11 @@ class HeadRetriever(Recommender):
     def learn_one(self, user: UserContext, event: Interaction) -> None:
         """Does nothing: the deep model is trained offline."""
 
-    def _trimmed(self, users: Sequence[UserContext]) -> list[UserContext]:
-        h = self.history
-        return [u if len(u.recent_items) <= h else replace(u, recent_items=u.recent_items[-h:]) for u in users]
-
     @torch.inference_mode()
     def _top(self, users: Sequence[UserContext], k: int,
              excludes: Sequence[Collection[str]] | None) -> torch.return_types.topk:
         """Top-``k`` scores and pool positions per user (``-inf`` where fewer items remain)."""
-        scores = self.deep.user_vectors(self._trimmed(users)) @ self.matrix.T
+        scores = self.deep.user_vectors(users, self.history) @ self.matrix.T
         if excludes is not None:
             rows: list[int] = []
             cols: list[int] = []
@@ -95,5 +113,9 @@ class HeadRetriever(Recommender):
     def rank(self, user: UserContext, k: int = 10, exclude: Collection[str] = frozenset()) -> Ranked:
         return self.rank_many([user], k, [exclude])[0]
 
+    @torch.inference_mode()
     def predict_one(self, user: UserContext, item_id: str) -> float:
-        return self.deep.predict_one(self._trimmed([user])[0], item_id)
+        j = self.deep.vocab.index.get(item_id)
+        if j is None:
+            return float("-inf")
+        return float(self.deep.user_vectors([user], self.history)[0] @ self.deep.model.item_emb.weight[j])

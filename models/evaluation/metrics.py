@@ -56,17 +56,21 @@ def rr_at(items: Sequence[str], target: str, k: int = 20) -> float:
 def intra_list_diversity(lists: Sequence[Sequence[str]], item_users: Mapping[str, set[str]]) -> float:
     """``1 - mean pairwise user-set cosine`` over all pairs of every list (0 when no pairs)."""
     total, pairs = 0.0, 0
+    cosine: dict[tuple[str, str], float] = {}  # lists share most pairs (popular items): each pair once
+    empty: set[str] = set()
     for items in lists:
-        sets = [item_users.get(i, set()) for i in items]
-        for a in range(len(sets)):
-            sa = sets[a]
-            for b in range(a + 1, len(sets)):
-                sb = sets[b]
+        for a in range(len(items)):
+            ia = items[a]
+            for b in range(a + 1, len(items)):
+                ib = items[b]
                 pairs += 1
-                if sa and sb:
-                    small, big = (sa, sb) if len(sa) <= len(sb) else (sb, sa)
-                    inter = sum(1 for u in small if u in big)
-                    total += inter / math.sqrt(len(sa) * len(sb))
+                key = (ia, ib) if ia <= ib else (ib, ia)
+                c = cosine.get(key)
+                if c is None:
+                    sa, sb = item_users.get(ia, empty), item_users.get(ib, empty)
+                    c = len(sa & sb) / math.sqrt(len(sa) * len(sb)) if sa and sb else 0.0
+                    cosine[key] = c
+                total += c
     return 1.0 - total / pairs if pairs else 0.0
 
 

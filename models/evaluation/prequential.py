@@ -45,7 +45,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 from tqdm import tqdm
@@ -55,6 +55,18 @@ from models.evaluation.metrics import RankingAccumulator
 from models.exclusions import exclusions
 
 RetrainFn = Callable[[Sequence[Interaction]], "Recommender | None"]
+_POSITIONAL = ("user_id", "recent_items", "purchased", "counts", "shown", "last_ts", "purchase_order")
+_FAST_CONTEXT = tuple(f.name for f in fields(UserContext)) == _POSITIONAL
+
+
+def _with_shown(ctx: UserContext, shown: tuple[str, ...]) -> UserContext:
+    """``replace(ctx, shown=shown)``, built directly while the fields are the known ones (twice as fast)."""
+    if ctx.shown is shown:
+        return ctx
+    if _FAST_CONTEXT:
+        return UserContext(ctx.user_id, ctx.recent_items, ctx.purchased, ctx.counts, shown, ctx.last_ts,
+                           ctx.purchase_order)
+    return replace(ctx, shown=shown)
 
 
 def shuffle_ties(events: Iterable[Interaction], seed: int) -> list[Interaction]:
@@ -127,6 +139,8 @@ class _Replay:
         self.ranked_at: dict[str, int] = {}
         """Per user: the index of the event after which the user's pending lists were ranked."""
         self.item_counts: dict[str, int] = {}
+        self.log_counts: dict[str, float] = {}
+        """Per item: ``log2(events of the item + 1)`` (what novelty needs, kept up to date)."""
         self.item_users: dict[str, set[str]] = {}
         self.n = 0
 
@@ -140,11 +154,12 @@ class _Replay:
         """Every system learns the event; the user's context and the item statistics follow it."""
         before = self.contexts.get(ev.user_id) or UserContext.empty(ev.user_id)
         for name, model in self.systems.items():
-            model.learn_one(replace(before, shown=self.shown[name].get(ev.user_id, ())), ev)
+            model.learn_one(_with_shown(before, self.shown[name].get(ev.user_id, ())), ev)
         self.contexts[ev.user_id] = before.after(ev, self.max_recent)
         if self.exclude_seen:
             self.seen.setdefault(ev.user_id, set()).add(ev.item_id)
-        self.item_counts[ev.item_id] = self.item_counts.get(ev.item_id, 0) + 1
+        count = self.item_counts[ev.item_id] = self.item_counts.get(ev.item_id, 0) + 1
+        self.log_counts[ev.item_id] = math.log2(count + 1)
         self.item_users.setdefault(ev.item_id, set()).add(ev.user_id)
         self.ranked_at.pop(ev.user_id, None)  # the lists pushed before this event are spent
         self.n += 1
@@ -156,10 +171,10 @@ class _Replay:
         excl = [exclusions(c, ev, seen.get(ev.user_id, ()) if self.exclude_seen else ())
                 for c, (_, ev) in zip(ctxs, ranked)]
         novelty_base = math.log2(self.n + 1)
-        item_counts = self.item_counts
+        log_counts = self.log_counts
         for name, model in self.systems.items():
             shown, pushed = self.shown[name], self.pushed[name]
-            uctx = [replace(c, shown=shown.get(c.user_id, ())) for c in ctxs]
+            uctx = [_with_shown(c, shown.get(c.user_id, ())) for c in ctxs]
             t0 = time.perf_counter()
             lists = model.rank_many(uctx, self.k, excl)
             self.rank_seconds[name] += time.perf_counter() - t0
@@ -169,7 +184,7 @@ class _Replay:
                 top10 = items[:10]
                 nov = None
                 if top10:
-                    nov = sum(novelty_base - math.log2(item_counts.get(i, 0) + 1) for i in top10) / len(top10)
+                    nov = novelty_base - sum(log_counts.get(i, 0.0) for i in top10) / len(top10)
                 pushed[c.user_id] = (items, nov)
                 shown[c.user_id] = tuple(top10)
         self.n_ranked += len(ranked)
@@ -248,7 +263,7 @@ def evaluate(
             run.learn(ev)
             if retrain_every is not None and retrain is not None:
                 history.append(ev)
-                if run.n % retrain_every == 0:
+                if run.n % retrain_every == 0 and (total is None or run.n < total):  # none after the last event
                     _install(systems, retrain(history))
         run.push([(first + i, ev) for i, ev in enumerate(wave) if (first + i) % every == 0])
         bar.update(len(wave))

@@ -293,12 +293,29 @@ class OnlineRanker(Recommender):
             mem.popitem(last=False)
 
     def learn_one(self, user: UserContext, event: Interaction) -> None:
+        self.learn_feedback(user, event)
+        self.learn_items(user, event)
+
+    def learn_feedback(self, user: UserContext, event: Interaction) -> None:
+        """The user's side of :meth:`learn_one`: the event labels the list last shown to the user.
+
+        Only the worker that holds the user's impression can do this; :meth:`learn_items` is the
+        rest, which any worker can do from the event and the user's latest items.
+        """
         weight = EVENT_WEIGHTS.get(event.type)
         if weight is None:
             raise ValueError(f"unknown event type {event.type!r}; expected one of {sorted(EVENT_WEIGHTS)}")
         impression = self.memory.pop(event.user_id, None)
         if impression is not None:
             self._learn_impression(impression, event.item_id, user.shown, weight)
+        self.n_learned += 1
+
+    def learn_items(self, user: UserContext, event: Interaction) -> None:
+        """The items' side of :meth:`learn_one`: popularity and co-occurrence (and their arrays).
+
+        It reads only ``user.recent_items`` (the latest :attr:`item_window` matter), so a worker
+        can learn it from an event another worker consumed (see :mod:`stream_app.core.sharing`).
+        """
         self.cooccurrence.learn_one(user, event)
         if self._learn_pop:
             self.popularity.learn_one(user, event)
@@ -306,7 +323,19 @@ class OnlineRanker(Recommender):
         item = event.item_id
         pop = self.popularity
         self.index.set_popularity(self.index.ids[item], pop.counts[item], pop.log_scores[item])
-        self.n_learned += 1
+
+    def weights(self) -> dict[str, float]:
+        """The reranker's weights, feature -> weight (a copy)."""
+        return weights_of(self.model)
+
+    def set_weights(self, weights: dict[str, float]) -> None:
+        """Replace the reranker's weights (e.g. by an average over the workers of a group)."""
+        set_weights(self.model, {f: w for f, w in weights.items() if f in _IDX}, clear=True)
+
+    @property
+    def item_window(self) -> int:
+        """How many of a user's latest items :meth:`learn_items` reads."""
+        return self.cooccurrence.window
 
     def _learn_impression(self, impression: Impression, chosen: str, shown: Sequence[str], weight: float) -> None:
         items, rows = impression

@@ -72,7 +72,8 @@ def _wait_ready(info: process.PidInfo, data_dir: Path, deadline: float, timeout:
 
 
 def up(host: str, port: int, data_dir: Path, cache_dir: Path, topics: Mapping[str, int],
-       timeout: float = 90, *, controller_port: int | None = None, heap_mb: int = 512) -> dict[str, Any]:
+       timeout: float = 90, *, controller_port: int | None = None, heap_mb: int = 512,
+       configs: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Any]:
     """Start the broker if it is not running, create missing topics, and return :func:`status`.
 
     Idempotent: when this data folder's broker is already up, only the topics are ensured. A stale
@@ -108,7 +109,7 @@ def up(host: str, port: int, data_dir: Path, cache_dir: Path, topics: Mapping[st
                     process.stop(info.pid, data_dir, timeout=10)
                 process.clear_pid(data_dir)
                 raise
-        ensure_topics(f"{host}:{port}", wanted, timeout=max(10.0, timeout))
+        ensure_topics(f"{host}:{port}", wanted, timeout=max(10.0, timeout), configs=configs)
     return status(host, port, data_dir)
 
 

@@ -72,8 +72,12 @@ def probe(kafka: KafkaTarget, timeout: float = 2.0) -> dict[str, int] | None:
         client.close()
 
 
-def ensure_topics(kafka: KafkaTarget, topics: Mapping[str, int], timeout: float = 30.0) -> None:
+def ensure_topics(kafka: KafkaTarget, topics: Mapping[str, int], timeout: float = 30.0,
+                  configs: Mapping[str, Mapping[str, str]] | None = None) -> None:
     """Create the missing topics (replication 1) and wait until every partition has a leader.
+
+    ``configs`` gives topic configurations (e.g. ``{"items": {"cleanup.policy": "compact"}}``) used
+    when a topic is created; an existing topic is not changed.
 
     An existing topic with a different partition count is an error: keyed data and Faust's
     table changelogs rely on the count, so it is never changed silently.
@@ -92,7 +96,7 @@ def ensure_topics(kafka: KafkaTarget, topics: Mapping[str, int], timeout: float 
             time.sleep(0.5)
             continue
         try:
-            _create_missing(client, wanted)
+            _create_missing(client, wanted, configs or {})
             left_ms = int(max(1.0, deadline - time.monotonic()) * 1000)
             client.wait_for_topics(list(wanted), timeout_ms=left_ms)
             return
@@ -107,14 +111,15 @@ def ensure_topics(kafka: KafkaTarget, topics: Mapping[str, int], timeout: float 
                       f"({type(last).__name__ if last else 'timeout'}: {last}); see the broker log")
 
 
-def _create_missing(client: KafkaAdminClient, wanted: dict[str, int]) -> None:
+def _create_missing(client: KafkaAdminClient, wanted: dict[str, int],
+                    configs: Mapping[str, Mapping[str, str]]) -> None:
     existing = topic_partitions(client)
     for name, parts in wanted.items():
         if name in existing and existing[name] != parts:
             raise BrokerError(
                 f"topic {name!r} exists with {existing[name]} partitions but {parts} are configured; "
                 "use the existing count, or delete the topic (or the broker's data folder) and retry")
-    missing = {n: {"num_partitions": p, "replication_factor": 1}
+    missing = {n: {"num_partitions": p, "replication_factor": 1, **({"configs": dict(configs[n])} if n in configs else {})}
                for n, p in wanted.items() if n not in existing}
     if not missing:
         return

@@ -58,6 +58,7 @@ LOADED_ONLY = (
     ("stream_app.worker.faust_internals", "FaustVersionError"),
     ("stream_app.ops.evaluation", "EvaluationError"),
     ("models.deep.registry", "ArtifactError"),
+    ("models.filters.rules", "RulesError"),
 )
 """User-facing error classes of modules too heavy to import just to print a message: an exception
 of one of them can only exist once its module is loaded, so they are checked only then."""
@@ -75,6 +76,11 @@ def user_message(exc: BaseException) -> str | None:
     kafka_msg = _kafka_message(exc)
     if kafka_msg is not None:
         return kafka_msg
+    if "schemas.items" in sys.modules:
+        from schemas.items import InvalidItem
+
+        if isinstance(exc, InvalidItem):
+            return f"invalid item: {_first_line(exc)}"
     if "schemas.records" in sys.modules:
         from schemas import InvalidEvent
 

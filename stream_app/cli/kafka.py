@@ -13,7 +13,8 @@ def up(timeout: float = typer.Option(120.0, help="seconds to wait for the broker
 
     s = get_settings()
     host, port = s.broker_host_port
-    st = broker.up(host, port, s.kafka_data_dir, s.kafka_cache_dir, s.topic_partitions(), timeout=timeout)
+    st = broker.up(host, port, s.kafka_data_dir, s.kafka_cache_dir, s.topic_partitions(), timeout=timeout,
+                   configs=s.topic_configs())
     typer.echo(f"kafka up at {st['bootstrap']} (pid {st['pid']}), topics: "
                + ", ".join(f"{t}[{n}]" for t, n in st["topics"].items()))
 

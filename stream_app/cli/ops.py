@@ -44,9 +44,17 @@ def bench(
                                         help="record each drain worker with py-spy into this folder"),
     workers: int = typer.Option(1, "--workers", min=1, max=16,
                                 help="worker processes in the group (one per core is typical)"),
+    scaleout: str | None = typer.Option(
+        None, "--scaleout", metavar="1,2,4",
+        help="instead: the scale-out scenario, the same stream through groups of these sizes with and without "
+             "shared item knowledge (quality judged from the pushed lists, events/s, shared bytes per event)"),
 ) -> None:
     """End-to-end benchmark through the broker: throughput, latency, ceiling, naive, swap, memory."""
     from stream_app.ops.bench import run_bench, summary_table
+
+    if scaleout is not None:
+        _bench_scaleout(out, scaleout, events, users, items)
+        return
 
     sizes = _catalogue_sizes(items) if items is not None else None
     if events is not None and events < 100:
@@ -61,6 +69,31 @@ def bench(
                        skip_naive=skip_naive, skip_ceiling=skip_ceiling, skip_swap=skip_swap,
                        command=["streamrec", *sys.argv[1:]], log=_log, profile_dir=profile, workers=workers)
     typer.echo(summary_table(report))
+    typer.echo(f"report written to {out}")
+
+
+def _bench_scaleout(out: Path, groups_arg: str, events: int | None, users: int | None, items: str | None) -> None:
+    from stream_app.ops.bench.scaleout import run_scaleout, scaleout_table
+
+    try:
+        groups = [int(x) for x in groups_arg.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise typer.BadParameter(f"{groups_arg!r} is not a comma-separated list of integers",
+                                 param_hint="--scaleout") from None
+    if not groups or min(groups) < 1 or max(groups) > 16:
+        raise typer.BadParameter("group sizes must be integers from 1 to 16", param_hint="--scaleout")
+    sizes = _catalogue_sizes(items) if items is not None else [2_000]
+    if len(sizes) != 1:
+        raise typer.BadParameter("the scale-out scenario takes one catalogue size", param_hint="--items")
+    if events is not None and events < 1000:
+        raise typer.BadParameter(f"{events} is too few to judge quality; use >= 1000", param_hint="--events")
+    if users is not None and users < 1:
+        raise typer.BadParameter("--users must be >= 1", param_hint="--users")
+    if out.exists() and out.is_dir():
+        raise typer.BadParameter(f"{out} is a directory", param_hint="--out")
+    report = run_scaleout(get_settings(), out, groups, events=events or 40_000, users=users or 4_000,
+                          items=sizes[0], command=["streamrec", *sys.argv[1:]], log=_log)
+    typer.echo(scaleout_table(report))
     typer.echo(f"report written to {out}")
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
+import orjson
 from kafka.errors import KafkaError
 from tqdm import tqdm
 
+from schemas.items import InvalidItem, decode_item
 from stream_app.cli.errors import UserError
 from stream_app.client import EventProducer
 from stream_app.data.sources import Rejected
@@ -97,3 +100,61 @@ class _Tally:
         deadline = time.monotonic() + timeout_s
         while self.done < sent and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+def read_items(path: Path) -> Iterator[tuple[bytes | None, bytes | None, bool]]:
+    """``(key, value, valid)`` of each line of an items JSONL file, in order.
+
+    A line ``{"item_id": "i-1", "deleted": true}`` is a tombstone (value None). A line that is not
+    a valid item record is kept as it is (valid False, key the item_id when one can be read), so
+    the workers dead-letter it with the reason, as they do invalid events.
+    """
+    with open(path, "rb") as f:
+        for raw in f:
+            line = raw.strip()
+            if not line:
+                continue
+            try:
+                data = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                yield None, line, False
+                continue
+            item_id = data.get("item_id") if isinstance(data, dict) else None
+            key = item_id.encode() if isinstance(item_id, str) and item_id else None
+            if isinstance(data, dict) and data.get("deleted") is True and key is not None and len(data) == 2:
+                yield key, None, True
+                continue
+            try:
+                decode_item(line, key)
+            except InvalidItem:
+                yield key, line, False
+            else:
+                yield key, line, True
+
+
+def produce_items(path: Path, kafka: KafkaTarget, topic: str, progress: bool = True) -> tuple[int, int, float]:
+    """Send every record of an items JSONL file to the catalogue topic; ``(sent, invalid, seconds)``."""
+    sent = invalid = 0
+    tally = _Tally()
+    start = time.perf_counter()
+    producer = EventProducer(topic=topic, connection=as_connection(kafka))
+    try:
+        with tqdm(disable=not progress, unit="item", desc="produce items", mininterval=0.5) as bar:
+            for key, value, valid in read_items(path):
+                future = producer.send_raw(key, value, topic=topic)
+                invalid += not valid
+                future.add_callback(tally.ok)
+                future.add_errback(tally.error)
+                sent += 1
+                bar.update(1)
+            tally.wait(producer, sent)
+    finally:
+        try:
+            producer.close()
+        except KafkaError:
+            pass
+    failed = len(tally.errors) + (sent - tally.done)
+    if failed:
+        first = tally.errors[0] if tally.errors else TimeoutError("no answer from the broker")
+        raise SendFailed(failed, sent, first)
+    return sent, invalid, time.perf_counter() - start

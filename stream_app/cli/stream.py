@@ -28,13 +28,23 @@ def produce(
     limit: int = typer.Option(0, "--limit", help="send at most this many events from the file (0 = all)", min=0),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    """Replay a dataset (or a synthetic stream) into the events topic."""
+    """Replay a dataset (or a synthetic stream) into the events topic; ``--format items-jsonl`` sends a file
+    of item records to the catalogue topic instead."""
     from stream_app.cli.produce import produce_events
 
     if synthetic == (file is not None):
         raise typer.BadParameter("give either FILE or --synthetic (not both)", param_hint="FILE")
-    check_format(fmt)
     s = get_settings()
+    if fmt == "items-jsonl":
+        if file is None:
+            raise typer.BadParameter("--format items-jsonl reads a FILE of item records", param_hint="FILE")
+        from stream_app.cli.produce import produce_items
+
+        sent, invalid, secs = produce_items(require_file(file), s.kafka_connection(), s.items_topic, progress)
+        typer.echo(f"sent {sent} item records to {s.items_topic} ({invalid} invalid, sent as-is for the DLQ) "
+                   f"in {secs:.1f}s", err=True)
+        return
+    check_format(fmt)
     source: Iterable[Any]
     if file is None:
         from stream_app.data.synthetic import generate

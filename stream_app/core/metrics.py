@@ -77,6 +77,40 @@ class WorkerMetrics:
         )
         self.returning = Gauge("streamrec_returning_user_rate", "Share of events from users seen before", registry=r)
         self.checkpoints = Counter("streamrec_checkpoints_total", "Online model checkpoints written", registry=r)
+        self.shared_bytes = Counter(
+            "streamrec_shared_bytes_total", "Bytes of shared item knowledge published (out) and read (in)",
+            ["direction"], registry=r,
+        )
+        self.shared_entries = Counter(
+            "streamrec_shared_entries_total",
+            "Events read from the shared topic, by outcome (applied, or duplicate: learned before)",
+            ["outcome"], registry=r,
+        )
+        self.shared_bad = Counter(
+            "streamrec_shared_bad_records_total", "Records of the shared topic refused as malformed", registry=r,
+        )
+        self.shared_lag = Histogram(
+            "streamrec_shared_lag_seconds",
+            "Time from a worker publishing item knowledge to this worker learning it",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.catalogue_items = Gauge("streamrec_catalogue_items", "Items the item catalogue knows", registry=r)
+        self.catalogue_updates = Counter(
+            "streamrec_catalogue_updates_total", "Records of the items topic read, by outcome (updated, removed, invalid)",
+            ["outcome"], registry=r,
+        )
+        self.catalogue_lag = Histogram(
+            "streamrec_catalogue_lag_seconds", "Time from an item record being written to this worker applying it",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.filtered = Gauge(
+            "streamrec_filtered_candidates", "Candidates dropped by the catalogue and the rules so far", registry=r,
+        )
+        self.item_events = Gauge(
+            "streamrec_item_events_learned",
+            "Events the item-side models (popularity, co-occurrence) have learned, from every worker when shared",
+            registry=r,
+        )
 
     def value(self, name: str, **labels: str) -> float:
         """The current value of one sample (0.0 when it has not been recorded yet)."""

@@ -8,6 +8,12 @@ forward pass of the deep model) produces every list.
 
 Events whose offset the models have already learned from (a replay after a restart restored from
 a checkpoint) are ranked again but not learned twice.
+
+With ``share_items`` (several workers in a group, see :mod:`stream_app.core.sharing`) the
+pipeline also hands out the items' side of each event (what popularity and co-occurrence learn
+from it) as :meth:`Pipeline.take_outgoing`, for the shared topic, and learns the other workers'
+events from that topic with :meth:`Pipeline.apply_shared`; every event's items' side is learned
+once, by (partition, offset), whichever way it comes first.
 """
 
 from __future__ import annotations
@@ -20,14 +26,16 @@ from typing import Any, cast
 
 import msgspec
 
-from models.base import Recommender, UserContext
+from models.base import Interaction, Recommender, UserContext
 from models.deep.candidates import select as select_deep
 from models.engagement import PurchasePropensity, ReturnPredictor
+from models.filters.rules import ListFilter
 from models.hybrid import HybridRecommender
 from models.retrieval.popularity import PopularityRecommender
 from schemas import Event
 from stream_app.core import logic
 from stream_app.core.live import LiveQuality
+from stream_app.core.sharing import AppliedOffsets, OutgoingUpdates, Updates
 from stream_app.core.state import UserState, apply_event, decode_state, encode_state
 
 log = logging.getLogger(__name__)
@@ -61,6 +69,12 @@ class Checkpoint(msgspec.Struct):
     ranker_offsets: dict[int, int]
     observe_offsets: dict[int, int]
     saved_at: float
+    item_offsets: dict[int, int] = msgspec.field(default_factory=dict)
+    """Per events partition, the highest offset the item-side models learned (shared learning)."""
+    shared_positions: dict[int, int] = msgspec.field(default_factory=dict)
+    items_shared: bool = False
+    """Whether the items' side was learned from the shared topic (else locally, up to ``ranker_offsets``)."""
+    """Per partition of the shared topic, the next record to read."""
 
 
 @dataclass
@@ -80,11 +94,19 @@ class Pipeline:
     """Items the deep model retrieves from when serving (its most frequent; 0 = all)."""
     deep_history: int = 20
     """Latest items of a user the deep model encodes when serving."""
+    filter: ListFilter = field(default_factory=ListFilter)
+    """The item catalogue and the business rules every list passes (inactive while both are empty)."""
+    share_items: bool = False
+    """Publish the items' side of each event (:meth:`take_outgoing`) and learn the other workers' (:meth:`apply_shared`)."""
+    item_offsets: AppliedOffsets = field(default_factory=AppliedOffsets)
+    shared_positions: dict[int, int] = field(default_factory=dict)
+    """Per partition of the shared topic, the next record to read (kept in checkpoints)."""
     suspect_replays: int = 0
     """Events taken for replays (their offset is not above the user's last applied one) although
     they are newer than everything applied to the user: the events topic was probably recreated or
     reset, and the users' states no longer change."""
     _warned_at: float = field(default=-1e9, repr=False)
+    _outgoing: OutgoingUpdates | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.ranker is None:
@@ -187,28 +209,41 @@ class Pipeline:
             fresh.append(p.offset > last)
             if p.offset > last:
                 advanced[p.partition] = p.offset
+        # shared: the items' side of an event is learned once, here or from the topic, whichever
+        # comes first; decided in arrival order too (the rounds reorder a partition's events)
+        item_seen = AppliedOffsets(self.item_offsets.offsets) if self.share_items else None
+        new_items = [item_seen.accept(p.partition, p.offset) for p in batch] if item_seen is not None else None
         ranker = self.ranker
         live = self.live
         exclusions = logic.exclusions
         afters: list[UserContext] = []
         all_excludes: list[frozenset[str]] = []
+        outgoing = OutgoingUpdates(ranker.item_window) if self.share_items else None
         for p in batch:
             after = p.after
             assert after is not None, "Pipeline.prepare (or the caller) fills in each event's contexts"
             afters.append(after)
             all_excludes.append(exclusions(after, p.event))
+            if outgoing is not None:
+                # every event, replays too: the shared topic's readers apply each offset once
+                assert p.before is not None
+                outgoing.add(p.partition, p.offset, p.event, p.before.recent_items)
+        self._outgoing = outgoing
         # the deep model does not learn online: one forward pass serves the whole batch
         deep_lists = ranker.deep_candidates(afters, all_excludes)
         for rnd in logic.split_rounds(batch, key=lambda p: p.event.user_id):
             wave = [batch[i] for i in rnd]
-            self._learn_round(wave, [fresh[i] for i in rnd])
+            self._learn_round(wave, [fresh[i] for i in rnd], None if new_items is None else [new_items[i] for i in rnd])
             users = [afters[i] for i in rnd]
             excludes = [all_excludes[i] for i in rnd]
+            fetch = self.filter.fetch(self.top_k)
             ranked = ranker.rank_many_with_sources(
-                users, self.top_k, excludes, None if deep_lists is None else select_deep(deep_lists, rnd)
+                users, fetch, excludes, None if deep_lists is None else select_deep(deep_lists, rnd)
             )
-            version = self.model_version()
             now = time.time()
+            if fetch != self.top_k:  # the catalogue and the rules (see models.filters.rules)
+                ranked = [self.filter.apply(r, self.top_k, now) for r in ranked]
+            version = self.model_version()
             done = time.perf_counter()
             for i, p, items in zip(rnd, wave, ranked):
                 live.shown(p.event.user_id, [item for item, _, _ in items])
@@ -217,24 +252,50 @@ class Pipeline:
                     p.purchase_probability, p.return_probability,
                 )
         self.ranker_offsets.update(advanced)
+        if item_seen is not None:
+            self.item_offsets = item_seen
         # split_rounds puts every position of the batch in exactly one round: no slot is left None
         return cast("list[dict[str, Any]]", out)
 
-    def _learn_round(self, wave: list[Pending], fresh: list[bool]) -> None:
-        """Judge the lists the wave's events answer, and learn from the events not learned yet."""
+    def _learn_round(self, wave: list[Pending], fresh: list[bool], new_items: list[bool] | None) -> None:
+        """Judge the lists the wave's events answer, and learn from the events not learned yet.
+
+        ``new_items`` (with sharing) says which events' items' side is not learned yet.
+        """
         live, ranker, to_interaction = self.live, self.ranker, logic.to_interaction
-        for p, learn in zip(wave, fresh):
+        share = new_items is not None
+        for i, (p, learn) in enumerate(zip(wave, fresh)):
             before = p.before
             assert before is not None, "Pipeline.prepare (or the caller) fills in each event's contexts"
             live.observe(before, p.event)
+            inter = to_interaction(p.event)
             if learn:
                 # the impression this event answers is the list pushed after the user's previous
                 # event (this batch's earlier round, or an earlier batch), not the one the stored
                 # state holds (which answered the event before): learn from the list shown
                 shown = live.last_shown(p.event.user_id)
-                if shown:
-                    before = replace(before, shown=tuple(shown))
-                ranker.learn_one(before, to_interaction(p.event))
+                labelled = replace(before, shown=tuple(shown)) if shown else before
+                if share:
+                    ranker.learn_feedback(labelled, inter)
+                else:
+                    ranker.learn_one(labelled, inter)
+            # shared: the items' side once per offset, whether it came first from here or the topic
+            if new_items is not None and new_items[i]:
+                ranker.learn_items(before, inter)
+
+    # -- shared item knowledge ----------------------------------------------------------------
+    def take_outgoing(self) -> OutgoingUpdates | None:
+        """What the last :meth:`score` call has for the shared topic (None without sharing)."""
+        out, self._outgoing = self._outgoing, None
+        return out
+
+    def apply_shared(self, up: Updates) -> int:
+        """Learn the items' side of the events in ``up`` not learned yet; returns how many were."""
+        learn = self.ranker.learn_items
+        entries = self.item_offsets.take(up)
+        for e in entries:
+            learn(UserContext("", e.recent), Interaction("", e.item_id, e.type, e.ts))
+        return len(entries)
 
     def prepare_deep(self, model: Recommender) -> Recommender:
         """Build the serving retriever of a newly loaded deep model (call it off the event loop)."""
@@ -258,6 +319,9 @@ class Pipeline:
                 ranker_offsets=dict(self.ranker_offsets),
                 observe_offsets=dict(self.observe_offsets),
                 saved_at=time.time(),
+                item_offsets=dict(self.item_offsets.offsets),
+                shared_positions=dict(self.shared_positions),
+                items_shared=self.share_items,
             )
         )
 
@@ -272,3 +336,6 @@ class Pipeline:
         self.returns = ReturnPredictor.from_bytes(cp.returns)
         self.ranker_offsets = dict(cp.ranker_offsets)
         self.observe_offsets = dict(cp.observe_offsets)
+        # a checkpoint of a worker that learned the items' side locally learned it up to ranker_offsets
+        self.item_offsets = AppliedOffsets(cp.item_offsets if cp.items_shared else cp.ranker_offsets)
+        self.shared_positions = dict(cp.shared_positions)

@@ -49,6 +49,8 @@ class Scorer:
         self.latencies = LatencyReservoir()
         self._suspect_seen = 0
         self.confirmer: Confirmer | None = None
+        self.share: Send | None = None
+        """Publishes a record of the shared topic (key, value); None: the pipeline does not share."""
         """Acknowledges a batch once its outputs are written; None: acknowledge once they are sent."""
         """Event -> recommendation latencies of the latest events (for the dashboard)."""
         self.store = store
@@ -133,6 +135,11 @@ class Scorer:
         else:
             outputs = []
         messages = self.pipeline.score(batch)
+        outgoing = self.pipeline.take_outgoing()
+        if outgoing is not None and self.share is not None:
+            for partition, data in outgoing.encode(time.time()).items():
+                outputs.append(await self.share(str(partition).encode(), data))
+                self.metrics.shared_bytes.labels("out").inc(len(data))
         self.busy_s += time.perf_counter() - t0
         self.metrics.scoring.observe(time.perf_counter() - t0)
         self.metrics.batch_size.observe(len(batch))

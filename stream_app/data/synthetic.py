@@ -8,12 +8,16 @@ What the stream contains:
 * **Skew.** Within a taste, item popularity follows a power law (rank ``r`` of ``m`` items is
   drawn as ``m * u**3``); tastes themselves and user activity are skewed the same way.
 * **Sequences.** Each item has three related items in its taste; after an item the next one is
-  often one of them (mostly the first), so co-occurrence and sequence models have a signal.
+  one of them with probability ``p_related`` (mostly the first), so co-occurrence and sequence
+  models have a signal; with ``p_taste`` it is drawn from the session's taste, otherwise from
+  any taste (exploring). ``p_related=1`` plants a pure sequence stream, ``p_related=0`` one
+  that only taste models can learn.
 * **Sessions.** Up to 64 sessions run at once, interleaved; each has a ``session_id`` and ends
-  after about eight items.
+  before a new view with probability ``p_session_end`` (about eight items).
 * **Funnel.** Every item is viewed; a view is followed by a click of the same item with
-  probability ``0.30``, a click by an add-to-cart with ``0.25``, an add-to-cart by a purchase
-  with ``0.40``; so views > clicks > carts > purchases.
+  probability ``funnel[0]`` (0.30), a click by an add-to-cart with ``funnel[1]`` (0.25), an
+  add-to-cart by a purchase with ``funnel[2]`` (0.40); so views > clicks > carts > purchases.
+  ``funnel=None`` gives views only.
 * **Prices.** Each item has a fixed price (log-normal around a per-taste level); every event
   carries it.
 * **New items.** With probability ``new_item_rate`` per newly viewed item a new item (id
@@ -21,6 +25,11 @@ What the stream contains:
   and becomes related to an existing item; the catalogue grows over time.
 * **Time.** ``ts`` starts at ``start_ts`` and never decreases (gaps are exponential with mean
   ``1 / events_per_second``), rounded to the millisecond.
+
+The knobs' defaults give the stream this module has always produced (the same events for the same
+seed). ``truth=`` (a :class:`~stream_app.data.synthetic_law.Truth`) records what the generator
+knew at each event, from which :meth:`Truth.law` gives every user's true next-item
+probabilities: the ceiling of any recommender on the stream.
 
 Ids: ``u-{n}`` users, ``i-{n}`` items, ``s-{seed}-{n}`` sessions, ``syn-{seed}-{n}`` events.
 
@@ -39,14 +48,16 @@ from typing import Any
 
 import numpy as np
 
+from stream_app.data.synthetic_law import N_RELATED, P_NEIGHBOUR_START, Knobs, Truth
+
 P_CLICK = 0.30
 P_CART = 0.25
 P_PURCHASE = 0.40
+FUNNEL = (P_CLICK, P_CART, P_PURCHASE)
 P_SESSION_END = 0.12
 P_RELATED = 0.55
 P_TASTE = 0.35  # else: explore another taste
 P_DRIFT = 0.5  # an exploring step moves the session to that taste with this probability
-N_RELATED = 3
 MAX_CONCURRENT_SESSIONS = 64
 
 
@@ -65,11 +76,20 @@ def generate(
     new_item_rate: float = 0.002,
     n_tastes: int | None = None,
     events_per_second: float = 100.0,
+    p_related: float = P_RELATED,
+    p_taste: float = P_TASTE,
+    funnel: tuple[float, float, float] | None = FUNNEL,
+    p_session_end: float = P_SESSION_END,
+    truth: Truth | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield ``n_events`` contract event dicts (see the module doc); the same seed gives the same stream.
 
-    ``n_items`` is the initial catalogue; new items are added on top of it. ``n_tastes``
-    defaults to about one taste per 50 items (at least 2).
+    ``n_items`` is the initial catalogue (its size); new items are added on top of it at
+    ``new_item_rate`` per item drawn from a taste. ``n_tastes`` defaults to about one taste per
+    50 items (at least 2). ``p_related`` and ``p_taste`` mix sequence and taste (their sum at
+    most 1; the rest explores), ``funnel`` gives the click, cart and purchase probabilities (None:
+    views only), ``p_session_end`` the chance a session ends before a view. ``truth``, when
+    given, is filled as the events are drawn.
     """
     if n_events < 0:
         raise ValueError(f"n_events must be >= 0, got {n_events}")
@@ -82,7 +102,10 @@ def generate(
     n_tastes = n_tastes or max(2, min(n_items, n_items // 50))
     if not 1 <= n_tastes <= n_items:
         raise ValueError(f"n_tastes must be in [1, n_items], got {n_tastes}")
-    return _stream(n_events, n_users, n_items, n_tastes, seed, start_ts, new_item_rate, events_per_second)
+    knobs = Knobs(p_related, p_taste, (0.0, 0.0, 0.0) if funnel is None else tuple(funnel), p_session_end,
+                  new_item_rate)
+    knobs.check()
+    return _stream(n_events, n_users, n_items, n_tastes, seed, start_ts, events_per_second, knobs, truth)
 
 
 def _catalogue(
@@ -112,7 +135,7 @@ def _catalogue(
 
 
 def _stream(n_events: int, n_users: int, n_items: int, n_tastes: int, seed: int, start_ts: float,
-            new_item_rate: float, events_per_second: float) -> Iterator[dict[str, Any]]:
+            events_per_second: float, knobs: Knobs, truth: Truth | None) -> Iterator[dict[str, Any]]:
     # One long loop on purpose: the generator's whole state lives in local variables and the
     # per-event work stays inline, so producing a stream costs little next to sending it.
     np_rng = np.random.default_rng(seed)
@@ -123,6 +146,14 @@ def _stream(n_events: int, n_users: int, n_items: int, n_tastes: int, seed: int,
     item_ids = [f"i-{i}" for i in range(n_items)]
     user_ids = [f"u-{u}" for u in np_rng.permutation(n_users).tolist()]  # activity rank -> user
     home = [_skewed(n_tastes, u) for u in np_rng.random(n_users).tolist()]
+    p_click, p_cart, p_purchase = knobs.funnel
+    p_related, p_new_explore = knobs.p_related, 1.0 - knobs.p_taste - knobs.p_related
+    p_stay = knobs.p_related + knobs.p_taste
+    p_end, new_item_rate = knobs.p_session_end, knobs.new_item_rate
+    record = born = None
+    if truth is not None:
+        truth.start(knobs, n_tastes, taste_of, members, home, user_ids, item_ids)
+        record, born = truth.states.append, truth.born.append
 
     k_slots = min(MAX_CONCURRENT_SESSIONS, n_users)
     # A session: [user index, session id, taste, current item, funnel stage]
@@ -142,7 +173,7 @@ def _stream(n_events: int, n_users: int, n_items: int, n_tastes: int, seed: int,
                 break
         active.add(u)
         t = home[u]
-        if rand() < 0.2:
+        if rand() < 2 * P_NEIGHBOUR_START:
             t = (t + (1 if rand() < 0.5 else -1)) % n_tastes
         n_sessions += 1
         return [u, f"{sess_prefix}{n_sessions}", t, -1, 0]
@@ -154,25 +185,25 @@ def _stream(n_events: int, n_users: int, n_items: int, n_tastes: int, seed: int,
             s = slots[j] = new_session()
         stage = s[4]
         r = rand()
-        if stage == 1 and r < P_CLICK:
+        if stage == 1 and r < p_click:
             kind, s[4] = "click", 2
-        elif stage == 2 and r < P_CART:
+        elif stage == 2 and r < p_cart:
             kind, s[4] = "add_to_cart", 3
-        elif stage == 3 and r < P_PURCHASE:
+        elif stage == 3 and r < p_purchase:
             kind, s[4] = "purchase", 4
         else:
-            if stage and rand() < P_SESSION_END:
+            if stage and rand() < p_end:
                 active.discard(s[0])
                 s = slots[j] = new_session()
             kind, s[4] = "view", 1
             prev = s[3]
             t = s[2]
             r = rand()
-            if prev >= 0 and r < P_RELATED:
+            if prev >= 0 and r < p_related:
                 rel = related[prev]
                 item = rel[int(len(rel) * rand() ** 2)]
             else:
-                if (prev >= 0 and r > P_RELATED + P_TASTE) or (prev < 0 and r < 1.0 - P_TASTE - P_RELATED):
+                if (prev >= 0 and r > p_stay) or (prev < 0 and r < p_new_explore):
                     other = _skewed(n_tastes, rand())
                     if rand() < P_DRIFT:
                         s[2] = other
@@ -184,14 +215,19 @@ def _stream(n_events: int, n_users: int, n_items: int, n_tastes: int, seed: int,
                     taste_of.append(t)
                     prices.append(round(level[t] * (0.6 + 0.8 * rand()), 2))
                     related.append([group[_skewed(len(group), rand())] for _ in range(N_RELATED)])
-                    group.insert(int(len(group) * rand() ** 2), item)
+                    at = int(len(group) * rand() ** 2)
+                    group.insert(at, item)
                     host = group[int(len(group) * rand())]
                     if host != item:
                         related[host][N_RELATED - 1] = item
+                    if born is not None:
+                        born((t, at))
                 else:
                     item = group[_skewed(len(group), rand())]
             s[3] = item
         item = s[3]
+        if record is not None:
+            record((s[0], s[2], s[4], item, tuple(related[item]), len(item_ids)))
         ts += expo(rate)
         yield {
             "event_id": f"{prefix}{n}",

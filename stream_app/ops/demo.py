@@ -79,7 +79,7 @@ def _start_broker(s: Settings) -> bool:
     print(f"[demo] starting Kafka on {host}:{port} (first run downloads it from Maven Central) ...", flush=True)
     topics = s.topic_partitions()
     was_running: bool = broker.status(host, port, s.kafka_data_dir)["running"]
-    broker.up(host, port, s.kafka_data_dir, s.kafka_cache_dir, topics)
+    broker.up(host, port, s.kafka_data_dir, s.kafka_cache_dir, topics, configs=s.topic_configs())
     return was_running
 
 

@@ -14,6 +14,13 @@ The result keeps the contract's fields (``dataset``, ``events``, ``systems`` wit
 ``sd`` (sample standard deviation over the seeds) and ``per_fifth`` (the metrics per fifth of
 the scored events), and ``seeds``, ``protocol``, ``per_seed`` and ``hybrid_vs_best`` (a per-user
 bootstrap interval of the NDCG@10 difference between the hybrid and the best other system).
+
+Given an ``oracle`` (a factory of a fresh :class:`models.evaluation.oracle.Oracle` per seed: on a
+synthetic stream, the generator's own next-item probabilities), the replay judges an ``oracle``
+system too, through the same ranking, exclusions and judging as the others, and every system
+gets ``share_of_oracle`` (its mean NDCG@10 over the oracle's) with ``share_of_oracle_sd`` (the
+spread of the per-seed shares). The oracle is the ceiling, never the "best other system" of
+``hybrid_vs_best``.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import logging
 import platform
 import statistics
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +45,9 @@ from models.retrieval.popularity import PopularityRecommender
 
 log = logging.getLogger(__name__)
 SYSTEMS = ("popularity", "cooccurrence", "online", "deep", "hybrid")
+ORACLE = "oracle"
+"""The name of the ceiling system (judged when an oracle is given)."""
+OracleFactory = Callable[[], Recommender]
 METRICS = ("hr@10", "ndcg@10", "mrr@20", "coverage", "novelty", "diversity")
 """The metrics averaged over seeds, with their spread in ``sd``."""
 FIFTH_METRICS = ("hr@10", "ndcg@10", "mrr@20")
@@ -65,24 +75,29 @@ class NotTrainedYet(Recommender):
         return []
 
 
-def build_systems(half_life: float | None, seed: int = 0) -> dict[str, Recommender]:
-    """The five systems, fresh, their randomness seeded with ``seed``."""
-    return {
+def build_systems(half_life: float | None, seed: int = 0,
+                  oracle: OracleFactory | None = None) -> dict[str, Recommender]:
+    """The five systems, fresh, their randomness seeded with ``seed`` (and a fresh oracle when given)."""
+    systems: dict[str, Recommender] = {
         "popularity": PopularityRecommender(half_life=half_life),
         "cooccurrence": CooccurrenceRecommender(fallback=PopularityRecommender(half_life=half_life)),
         "online": OnlineRanker(popularity=PopularityRecommender(half_life=half_life), seed=seed),
         "deep": NotTrainedYet(),
         "hybrid": HybridRecommender(popularity=PopularityRecommender(half_life=half_life), seed=seed),
     }
+    if oracle is not None:
+        systems[ORACLE] = oracle()
+    return systems
 
 
-def protocol(exclude_seen: bool, seeds: Sequence[int], warmup: int, every: int, wave: int = WAVE) -> dict[str, Any]:
+def protocol(exclude_seen: bool, seeds: Sequence[int], warmup: int, every: int, wave: int = WAVE,
+             oracle: bool = False) -> dict[str, Any]:
     """What the replay judges and excludes, in words (the JSON's ``protocol``)."""
     excluded = ["the item of the event just learned (the item just touched)", "every item the user purchased"]
     if exclude_seen:
         excluded.append("every item the user interacted with before (the dataset's format asks for it)")
     ranked = "after every event" if every == 1 else f"after every {every}-th event"
-    return {
+    out: dict[str, Any] = {
         "excluded": excluded,
         "exclusions": "models.exclusions.exclusions, the function the worker's scorer uses",
         "exclude_seen": exclude_seen,
@@ -96,11 +111,15 @@ def protocol(exclude_seen: bool, seeds: Sequence[int], warmup: int, every: int, 
         "seeds": list(seeds),
         "seed_controls": ["the order of tied events", "the rerankers' sampled negatives", "the deep model's training"],
     }
+    if oracle:
+        out["oracle"] = ("ranks by the stream's true probability of being the user's next item (the synthetic "
+                         "generator's own), under the same exclusions, ranked and judged like every system")
+    return out
 
 
 def _one_seed(events: Sequence[Interaction], seed: int, retrain_every: int, epochs: int, device: str | None,
               half_life: float | None, every: int, exclude_seen: bool, batch_size: int, progress: bool,
-              trainings: list[dict[str, Any]]) -> dict[str, Any]:
+              trainings: list[dict[str, Any]], oracle: OracleFactory | None) -> dict[str, Any]:
     from models.deep.train import TrainConfig, train
 
     def retrain(history: Sequence[Interaction]) -> Recommender:
@@ -115,7 +134,7 @@ def _one_seed(events: Sequence[Interaction], seed: int, retrain_every: int, epoc
         return result.recommender(version)
 
     ordered = shuffle_ties(events, seed)
-    return evaluate(ordered, build_systems(half_life, seed), k=20, every=every, warmup=retrain_every,
+    return evaluate(ordered, build_systems(half_life, seed, oracle), k=20, every=every, warmup=retrain_every,
                     exclude_seen=exclude_seen, batch_size=batch_size, retrain_every=retrain_every,
                     retrain=retrain, parts=5, per_user=True, progress=progress, desc=f"seed {seed}",
                     total=len(ordered))
@@ -134,11 +153,13 @@ def run_eval(
     seeds: int | Sequence[int] = 3,
     exclude_seen: bool = False,
     batch_size: int = WAVE,
+    oracle: OracleFactory | None = None,
 ) -> dict[str, Any]:
     """Evaluate all systems side by side, one replay per seed; returns the contract JSON.
 
     ``seeds`` is a count (seeds ``0 .. n-1``) or the seeds themselves; ``exclude_seen`` also
-    excludes every item the user has touched (the dataset format's ``exclude_seen``).
+    excludes every item the user has touched (the dataset format's ``exclude_seen``); ``oracle``
+    builds the ceiling system, a fresh one per seed (see the module doc).
     """
     n = len(events)
     if n < 100:
@@ -151,14 +172,14 @@ def run_eval(
     started = time.time()
     t0 = time.perf_counter()
     runs = [_one_seed(events, s, retrain_every, epochs, device, half_life, every, exclude_seen, batch_size, progress,
-                      trainings) for s in seed_list]
+                      trainings, oracle) for s in seed_list]
     systems = _aggregate(runs)
     return {
         "dataset": dataset,
         "events": runs[0]["events"],
         "systems": systems,
         "seeds": seed_list,
-        "protocol": protocol(exclude_seen, seed_list, retrain_every, every, batch_size),
+        "protocol": protocol(exclude_seen, seed_list, retrain_every, every, batch_size, oracle is not None),
         "hybrid_vs_best": hybrid_vs_best(runs, systems),
         "per_seed": [{"seed": s, "seconds": round(r["seconds"], 1),
                       "systems": {name: {m: r["systems"][name][m] for m in METRICS}
@@ -202,7 +223,19 @@ def _aggregate(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             fifths.append(row)
         res["per_fifth"] = fifths
         out[name] = res
+    if ORACLE in out:
+        _add_shares(out, runs)
     return out
+
+
+def _add_shares(systems: dict[str, dict[str, Any]], runs: Sequence[dict[str, Any]]) -> None:
+    """Every system's NDCG@10 as a share of the oracle's: of the means, and the sd of the per-seed shares."""
+    ceiling = systems[ORACLE]["ndcg@10"]
+    per_seed_ceiling = [r["systems"][ORACLE]["ndcg@10"] for r in runs]
+    for name, res in systems.items():
+        res["share_of_oracle"] = res["ndcg@10"] / ceiling if ceiling > 0 else None
+        shares = [r["systems"][name]["ndcg@10"] / c for r, c in zip(runs, per_seed_ceiling) if c > 0]
+        res["share_of_oracle_sd"] = _sd(shares) if shares else None
 
 
 def hybrid_vs_best(runs: Sequence[dict[str, Any]], systems: dict[str, dict[str, Any]],
@@ -212,7 +245,7 @@ def hybrid_vs_best(runs: Sequence[dict[str, Any]], systems: dict[str, dict[str, 
     Users are resampled (each user's events of every seed together); the statistic is the mean
     over seeds of the difference, which is the difference of the reported means.
     """
-    others = [name for name in systems if name != "hybrid"]
+    others = [name for name in systems if name not in ("hybrid", ORACLE)]
     if "hybrid" not in systems or not others:
         return None
     other = max(others, key=lambda name: systems[name]["ndcg@10"])
@@ -244,18 +277,24 @@ def markdown_table(result: dict[str, Any]) -> str:
     seeds = result.get("seeds", [0])
     excluded = "; ".join(result["protocol"]["excluded"]) if "protocol" in result else "purchased items"
     judged = f"{next(iter(result['systems'].values())).get('evaluated', 0):,.0f} judged" if result["systems"] else ""
+    shares = ORACLE in result["systems"]
     rows = [f"**{result['dataset']}** - {result['events']:,} events ({judged}: lists ranked from event "
             f"{result['evaluated_from_event']:,} on), deep model retrained every {result['retrain_every']:,} events, "
             f"mean ± sd over {len(seeds)} seed(s) {seeds}; excluded: {excluded}",
             "",
-            "| system | HR@10 | NDCG@10 | MRR@20 | coverage | novelty | diversity |",
-            "|---|---|---|---|---|---|---|"]
-    best = max(result["systems"].values(), key=lambda m: m["ndcg@10"])["ndcg@10"]
+            "| system | HR@10 | NDCG@10 | MRR@20 | coverage | novelty | diversity |" + (" share of oracle |" * shares),
+            "|---|---|---|---|---|---|---|" + "---|" * shares]
+    best = max((m for name, m in result["systems"].items() if name != ORACLE), key=lambda m: m["ndcg@10"],
+               default={"ndcg@10": None})["ndcg@10"]
     for name, m in result["systems"].items():
         nd = _pm(m, "ndcg@10", 4)
-        nd = f"**{nd}**" if m["ndcg@10"] == best else nd
-        rows.append(f"| {name} | {_pm(m, 'hr@10', 4)} | {nd} | {_pm(m, 'mrr@20', 4)} | {_pm(m, 'coverage', 3)} | "
-                    f"{m['novelty']:.2f} | {m['diversity']:.3f} |")
+        nd = f"**{nd}**" if m["ndcg@10"] == best and name != ORACLE else nd
+        row = (f"| {name} | {_pm(m, 'hr@10', 4)} | {nd} | {_pm(m, 'mrr@20', 4)} | {_pm(m, 'coverage', 3)} | "
+               f"{m['novelty']:.2f} | {m['diversity']:.3f} |")
+        if shares:
+            share, sd = m.get("share_of_oracle"), m.get("share_of_oracle_sd")
+            row += " - |" if share is None else f" {share:.1%} ± {sd or 0.0:.1%} |"
+        rows.append(row)
     first = next(iter(result["systems"].values()))
     fifths = first.get("per_fifth") or []
     if fifths:

@@ -76,7 +76,7 @@ class TopicNames:
     >>> class N(TopicNames):
     ...     prefix = "x-1"
     >>> N().recommendations, N().topics(2)
-    ('x-1-recommendations', {'x-1-events': 2, 'x-1-recommendations': 2, 'x-1-dlq': 1})
+    ('x-1-recommendations', {'x-1-events': 2, 'x-1-recommendations': 2, 'x-1-dlq': 1, 'x-1-shared': 2, 'x-1-items': 2})
     """
 
     @property
@@ -97,6 +97,14 @@ class TopicNames:
         return f"{self.prefix}-dlq"
 
     @property
+    def shared(self) -> str:
+        return f"{self.prefix}-shared"
+
+    @property
+    def items(self) -> str:
+        return f"{self.prefix}-items"
+
+    @property
     def app_id(self) -> str:
         return self.prefix
 
@@ -106,12 +114,13 @@ class TopicNames:
 
     def topics(self, partitions: int) -> dict[str, int]:
         """``{topic: partitions}`` of every topic the pipeline uses."""
-        return {self.events: partitions, self.recommendations: partitions, self.dlq: 1}
+        return {self.events: partitions, self.recommendations: partitions, self.dlq: 1, self.shared: partitions,
+                self.items: partitions}
 
     def create(self, kafka: KafkaTarget, partitions: int) -> None:
         from stream_app import broker
 
-        broker.ensure_topics(kafka, self.topics(partitions))
+        broker.ensure_topics(kafka, self.topics(partitions), configs={self.items: {"cleanup.policy": "compact"}})
 
 
 def worker_env(broker_url: str | KafkaConnection, names: TopicNames, partitions: int, data_dir: Path, registry_dir: Path,
@@ -135,6 +144,8 @@ def worker_env(broker_url: str | KafkaConnection, names: TopicNames, partitions:
         STREAMREC_EVENTS_TOPIC=names.events,
         STREAMREC_RECOMMENDATIONS_TOPIC=names.recommendations,
         STREAMREC_DLQ_TOPIC=names.dlq,
+        STREAMREC_SHARED_TOPIC=names.shared,
+        STREAMREC_ITEMS_TOPIC=names.items,
         STREAMREC_EVENTS_PARTITIONS=str(partitions),
         STREAMREC_DATA_DIR=str(data_dir),
         STREAMREC_REGISTRY_DIR=str(registry_dir),

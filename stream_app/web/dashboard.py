@@ -3,10 +3,13 @@
 A one-second timer reads the worker's counters into a :class:`~stream_app.core.stats.StatsCollector`;
 the page polls ``/api/stats?scope=cluster`` every second and draws the series. With several
 workers in the group, the cluster scope asks every peer the partition assignor knows for its
-``/api/stats?scope=summary`` (forwarding the caller's bearer token) and adds the totals.
+``/api/stats?scope=peer`` (forwarding the caller's bearer token), adds the totals and merges the
+workers' series into the group's (:mod:`stream_app.web.group`), so the charts show the whole group.
 
 Scopes of ``/api/stats``: ``local`` (default: this worker's full snapshot), ``summary`` (this
-worker's latest figures only), ``cluster`` (local snapshot plus every worker's summary).
+worker's latest figures only), ``peer`` (the summary and the series a peer merges),
+``cluster`` (local snapshot plus every worker's summary and the group's series). ``since=T``
+(seconds since the epoch) limits ``peer`` and the group's series to what came after ``T``.
 
 Both views require the bearer token when ``STREAMREC_AUTH_TOKEN`` is set; the page also accepts
 it as ``?token=...`` so a browser can open it (the page's script then keeps the token in memory,
@@ -18,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +35,7 @@ from faust.web import View
 
 from stream_app.core.stats import LatencyReservoir, Reading, StatsCollector, percentile
 from stream_app.web.auth import authorized, authorized_page
+from stream_app.web.group import HOLD_S, merge_quality, merge_series, peer_part
 
 if TYPE_CHECKING:
     from stream_app.worker.build import Worker
@@ -135,8 +140,14 @@ class Dashboard:
             "url": self.url(),
             "partitions": self.events_partitions(),
             "model_version": self.w.pipeline.model_version(),
+            "quality": self.w.pipeline.live.snapshot(),
             **self.collector.current(),
         }
+
+    def peer(self, since: float | None) -> dict[str, Any]:
+        """The summary plus the samples (after ``since``) a peer merges into the group's series."""
+        summary = self.summary()
+        return {**summary, **peer_part(self.collector.snapshot(), summary["quality"], since)}
 
     def local_stats(self) -> dict[str, Any]:
         """The full picture of this worker."""
@@ -193,8 +204,11 @@ class Dashboard:
             log.debug("assignment metadata not available", exc_info=True)
         return out
 
-    async def cluster_stats(self, authorization: str | None) -> dict[str, Any]:
-        me = self.summary()
+    async def cluster_stats(self, authorization: str | None, since: float | None = None) -> dict[str, Any]:
+        # peers send a little more than asked: the first grid seconds after ``since`` need their
+        # samples from up to HOLD_S before it
+        ask_since = None if since is None else since - HOLD_S
+        me = self.peer(ask_since)
         me.update(ok=True, self=True)
         assigned = self.peer_urls()
         own = me["url"].rstrip("/")
@@ -206,7 +220,7 @@ class Dashboard:
                           for u in others if u not in asked]
         if asked:  # the caller's token goes only to hosts on the allow-list
             async with aiohttp.ClientSession() as session:
-                workers += await asyncio.gather(*(fetch_summary(session, u, headers) for u in asked))
+                workers += await asyncio.gather(*(fetch_peer(session, u, headers, ask_since) for u in asked))
         for wk in workers:
             wk.setdefault("self", False)
             if not wk.get("ok"):
@@ -215,7 +229,13 @@ class Dashboard:
         totals = StatsCollector.totals(wk for wk in workers if wk.get("ok"))
         totals["partitions"] = sum(len(wk.get("partitions") or []) for wk in workers)
         totals["unreachable"] = sum(1 for wk in workers if not wk.get("ok"))
-        return {"workers": workers, "totals": totals}
+        reached = [wk for wk in workers if wk.get("ok")]
+        group = merge_series(reached, since)
+        quality = merge_quality(wk.get("quality") or {} for wk in reached)
+        for wk in workers:  # the table needs each worker's latest figures, not its history
+            for key in ("series", "partition_lag"):
+                wk.pop(key, None)
+        return {"workers": workers, "totals": totals, "series": group, "quality": quality}
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -240,9 +260,11 @@ def peer_allowed(patterns: str, own_host: str) -> Callable[[str], bool]:
     return ok
 
 
-async def fetch_summary(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> dict[str, Any]:
+async def fetch_peer(session: aiohttp.ClientSession, url: str, headers: dict[str, str],
+                     since: float | None) -> dict[str, Any]:
+    params = {"scope": "peer"} if since is None else {"scope": "peer", "since": repr(since)}
     try:
-        async with session.get(f"{url}/api/stats", params={"scope": "summary"}, headers=headers,
+        async with session.get(f"{url}/api/stats", params=params, headers=headers,
                                timeout=aiohttp.ClientTimeout(total=PEER_TIMEOUT_S)) as resp:
             if resp.status != 200:
                 return {"url": url, "ok": False, "error": f"HTTP {resp.status}"}
@@ -250,6 +272,26 @@ async def fetch_summary(session: aiohttp.ClientSession, url: str, headers: dict[
             return {**data, "url": url, "ok": True}
     except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError, OSError) as exc:
         return {"url": url, "ok": False, "error": type(exc).__name__ + (f": {exc}" if str(exc) else "")}
+
+
+def parse_since(raw: str | None) -> float | None:
+    """The ``since`` parameter: a finite number of seconds since the epoch, or absent.
+
+    >>> parse_since(None), parse_since("12.5")
+    (None, 12.5)
+    >>> parse_since("nan")
+    Traceback (most recent call last):
+    ValueError: since must be a finite number of seconds since the epoch, got 'nan'
+    """
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ValueError(f"since must be a finite number of seconds since the epoch, got {raw!r}")
+    return value
 
 
 def _json(value: Any) -> bytes:
@@ -285,15 +327,22 @@ def register_dashboard(w: Worker) -> Dashboard:
         @guard
         async def get(self, request: Any) -> Any:
             scope = request.query.get("scope", "local")
+            try:
+                since = parse_since(request.query.get("since"))
+            except ValueError as exc:
+                return self.json({"error": str(exc)}, status=400)
             if scope == "summary":
                 body = board.summary()
+            elif scope == "peer":
+                body = board.peer(since)
             elif scope == "local":
                 body = board.local_stats()
             elif scope == "cluster":
                 body = board.local_stats()
-                body["cluster"] = await board.cluster_stats(request.headers.get("Authorization"))
+                body["cluster"] = await board.cluster_stats(request.headers.get("Authorization"), since)
             else:
-                return self.json({"error": f"unknown scope {scope!r}: use local, summary or cluster"}, status=400)
+                return self.json({"error": f"unknown scope {scope!r}: use local, summary, peer or cluster"},
+                                 status=400)
             return self.bytes(_json(body), content_type="application/json", headers={"Cache-Control": "no-store"})
 
     async def sample_dashboard_stats() -> None:

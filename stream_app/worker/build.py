@@ -23,6 +23,7 @@ from typing import Any
 
 import faust
 
+from models.filters.rules import ListFilter, Rules
 from stream_app.core.delivery import Confirmer, Output
 from stream_app.core.metrics import WorkerMetrics
 from stream_app.core.pipeline import Pipeline
@@ -31,11 +32,14 @@ from stream_app.core.store import UserStateStore
 from stream_app.settings import Settings
 from stream_app.web.dashboard import Dashboard, register_dashboard
 from stream_app.web.probes import register_probes
+from stream_app.web.recommend import register_request_views
 from stream_app.web.users import register_user_views
 from stream_app.worker.agents import Ingest
 from stream_app.worker.app import create_app
+from stream_app.worker.catalogue import CatalogueReader
 from stream_app.worker.checkpoints import CheckpointStore
 from stream_app.worker.outbox import Outbox, ProducerOutbox
+from stream_app.worker.shared import SharedReader
 from stream_app.worker.state_backend import FaustRocksTable
 from stream_app.worker.swap import ModelWatcher
 from stream_app.worker.tables import declare_user_state
@@ -62,9 +66,18 @@ class Worker:
     confirmer: Confirmer | None = None
     ingest_agent: Any = None
     dashboard: Dashboard | None = field(default=None, repr=False)
+    catalogue: CatalogueReader | None = None
+    """The reader of the item catalogue (the items topic)."""
+    shared: SharedReader | None = None
+    """The reader of the shared item knowledge (None when ``share_items`` is off)."""
+    send_shared: Any = None
+    """Publishes one record (key, value) of the shared topic (None when ``share_items`` is off)."""
 
     def restore(self) -> bool:
-        """Load the online models' last checkpoint (at start, before the stream runs)."""
+        """Load the rules file and the online models' last checkpoint (at start, before the stream runs)."""
+        s = self.settings
+        if s.rules_file is not None:
+            self.pipeline.filter.rules = Rules.from_file(s.rules_file, s.catalogued_only)
         return self.checkpoints.restore_into(self.pipeline)
 
 
@@ -85,13 +98,22 @@ def stop_on_output_failure(output: Output, error: BaseException) -> None:
     stop_worker(f"{output.describe()} could not be written: {error!r}")
 
 
+def owns_events_partition(app: faust.App, events: str, partition: int) -> bool:
+    try:
+        return any(tp.topic == events and tp.partition == partition for tp in app.consumer.assignment())
+    except Exception:  # the consumer is not started yet
+        return False
+
+
 def build_pipeline(s: Settings) -> Pipeline:
     return Pipeline(
+        filter=ListFilter(rules=Rules(catalogued_only=s.catalogued_only)),
         top_k=s.top_k,
         return_horizon_s=s.return_horizon_s,
         popularity_half_life_s=s.popularity_half_life_s,
         deep_pool=s.deep_pool,
         deep_history=s.deep_history,
+        share_items=s.share_items,
     )
 
 
@@ -116,12 +138,29 @@ def build_worker(s: Settings, outbox: Outbox | None = None) -> Worker:
         scorer=scorer, watcher=ModelWatcher(pipeline, s.registry_path, metrics=metrics, signing_key=s.signing_key),
         ingest=Ingest(app, s, topics, scorer, out, metrics),
     )
+    if s.share_items:
+        async def send_shared(key: bytes, value: bytes) -> Any:
+            return await out.send(s.shared_topic, key, value)
+
+        scorer.share = send_shared
+        w.shared = SharedReader(pipeline, s.kafka_connection(), s.shared_topic, s.events_partitions, metrics,
+                                s.shared_catchup_s, worker=s.instance_id or s.web_url,
+                                weights_interval_s=s.share_weights_s)
+        w.send_shared = send_shared
+        if isinstance(out, ProducerOutbox):
+            w.shared.on_fatal = stop_worker
+    w.catalogue = CatalogueReader(pipeline.filter.catalogue, s.kafka_connection(), s.items_topic,
+                                  s.events_partitions, metrics, s.shared_catchup_s, configs=s.topic_configs())
+    w.catalogue.dead_letter = w.ingest.dead_letter
+    w.catalogue.owns = lambda partition: owns_events_partition(app, topics.events_name, partition)
     if isinstance(out, ProducerOutbox):
+        w.catalogue.on_fatal = stop_worker
         w.ingest.stop = stop_worker
         w.confirmer = scorer.confirmer = Confirmer(
             out.resend, w.ingest.ack, retry_s=s.output_retry_s, on_fatal=stop_on_output_failure)
     register_tasks(w)
     register_user_views(w)
+    register_request_views(w)  # POST /recommend, /items/{id}/similar, /openapi.json
     register_probes(w)
     w.dashboard = register_dashboard(w)
     return w

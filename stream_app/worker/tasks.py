@@ -41,6 +41,8 @@ async def update_gauges(w: Worker) -> None:
     m.live_conversion.set(live["conversion"])
     m.returning.set(live["returning_rate"])
     m.online_learned.set(w.pipeline.ranker.version or 0)
+    m.item_events.set(w.pipeline.ranker.popularity.n_events)
+    m.filtered.set(w.pipeline.filter.dropped)
     try:
         for partition, lag in (await read_lag(w)).items():
             m.lag.labels(str(partition)).set(lag)
@@ -75,6 +77,10 @@ def register_tasks(w: Worker) -> None:
 
     async def run_scorer() -> None:
         quiet_libraries(w.settings.log_level)
+        if w.shared is not None:  # start scoring with what the group knows about items
+            await w.shared.wait_ready()
+        if w.catalogue is not None:  # and with the whole item catalogue
+            await w.catalogue.ready.wait()
         await w.scorer.run(ingest.send_recommendation, ingest.ack, ingest.dead_letter_pending)
 
     async def run_confirmer() -> None:
@@ -90,7 +96,23 @@ def register_tasks(w: Worker) -> None:
     async def gauges() -> None:
         await update_gauges(w)
 
+    async def run_shared_reader() -> None:
+        if w.shared is not None:
+            await w.shared.run()
+
+    async def share_ranker_weights() -> None:
+        if w.shared is not None and w.shared.ready.is_set():
+            await w.shared.share_weights(w.send_shared)
+
+    async def run_catalogue_reader() -> None:
+        if w.catalogue is not None:
+            await w.catalogue.run()
+
     app.task(run_scorer)
+    app.task(run_catalogue_reader)
+    if w.shared is not None and w.settings.share_weights_s > 0:
+        app.timer(interval=w.settings.share_weights_s, name="share_ranker_weights")(share_ranker_weights)
+    app.task(run_shared_reader)
     app.task(run_confirmer)
     app.task(run_model_watcher)
     app.timer(interval=w.settings.checkpoint_interval_s, name="checkpoint_online_models")(checkpoint_online_models)

@@ -46,6 +46,11 @@ def test_quick_bench_report(kafka, tmp_path):
     assert on_disk["peak_rss_bytes"] > 50 * 2**20
     assert on_disk["machine"]["cpus"] >= 1 and on_disk["command"] == ["test"]
     assert set(on_disk["goals"]) and all(g["met"] in (True, False) for g in on_disk["goals"].values())
+    # fresh lists on request while events stream: every request answered, latencies measured
+    req = cat["requests"]
+    assert req["answered"] == req["requests"] > 0 and req["statuses"] == {"200": req["requests"]}
+    assert on_disk["request_rate"] > 0 and 0 < on_disk["request_p50_ms"] <= on_disk["request_p99_ms"]
+    assert req["known_users"] > 0 and req["events_received"] == req["events"]
 
 
 def test_bench_rejects_bad_items(tmp_path):

@@ -49,6 +49,12 @@ def wait_for(predicate, timeout: float, what: str, w: Worker):
     raise AssertionError(f"timed out waiting for {what}; last={last!r}\n{w.log_tail()}")
 
 
+def wait_sampling(w: Worker) -> None:
+    """Wait until the worker's one-second sampler runs (Faust starts timers once the worker is ready),
+    so the traffic sent next shows up in its rates."""
+    wait_for(lambda: len(stats(w)["series"]["t"]) >= 1, 90, "the dashboard's sampler to run", w)
+
+
 def produce_in_bursts(pipeline, events: list[dict], bursts: int = 5, pause: float = 0.8) -> None:
     size = -(-len(events) // bursts)
     for i in range(0, len(events), size):
@@ -85,6 +91,7 @@ def text_of(dom: str, element_id: str) -> str:
 def test_dashboard_json_access_and_browser_rendering(pipeline, workers, tmp_path):
     w = Worker(pipeline, STREAMREC_AUTH_TOKEN=TOKEN)
     workers.append(w.start())
+    wait_sampling(w)
     valid = list(generate(500, n_users=60, n_items=150, seed=11))
     p = producer(pipeline.bootstrap)
     for key, value in INVALID:
@@ -152,6 +159,7 @@ def test_dashboard_json_access_and_browser_rendering(pipeline, workers, tmp_path
     assert text_of(dom, "kpi-dlq") == str(len(INVALID))
     assert text_of(dom, "worker-partitions") == "0, 1, 2, 3"
     assert text_of(dom, "total-scored") == str(len(valid))
+    assert attr(dom, "view-scope", "data-scope") == "worker"
     assert TOKEN not in dom.split("<body", 1)[1]  # the token is not written into the page
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -163,7 +171,7 @@ def test_dashboard_json_access_and_browser_rendering(pipeline, workers, tmp_path
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_cluster_view_shows_partition_owners_and_totals(pipeline, workers):
+def test_cluster_view_shows_partition_owners_totals_and_the_groups_series(pipeline, workers, tmp_path):
     w1 = Worker(pipeline, "w1")
     workers.append(w1.start())
     w2 = Worker(pipeline, "w2")
@@ -177,6 +185,8 @@ def test_cluster_view_shows_partition_owners_and_totals(pipeline, workers):
         return None
 
     wait_for(split, 90, "both workers to own partitions", w1)
+    wait_sampling(w1)
+    wait_sampling(w2)
     valid = list(generate(300, n_users=50, n_items=120, seed=12))
     send_events(pipeline.bootstrap, pipeline.events, valid)
     both = lambda: stats(w1, "summary")["scored"] + stats(w2, "summary")["scored"] >= len(valid)  # noqa: E731
@@ -191,3 +201,33 @@ def test_cluster_view_shows_partition_owners_and_totals(pipeline, workers):
         assert c["totals"]["scored"] == len(valid)
         mine = stats(viewer, "summary")
         assert sorted(urls[viewer.url]["partitions"]) == mine["partitions"]
+
+    # the group's series: both workers' samples merged on one clock, rates added up
+    c = stats(w1, "cluster")["cluster"]
+    group = c["series"]
+    assert group["t"] and all(len(v) == len(group["t"]) for k, v in group.items() if k != "lag")
+    own = [stats(w, "local") for w in (w1, w2)]
+    counted = sum(sum(o["series"]["events_s"]) for o in own)
+    merged = sum(v or 0 for v in group["events_s"])
+    assert counted >= len(valid) * 0.9 and merged == pytest.approx(counted, rel=0.1), (merged, counted)
+    assert set(group["lag"]) == set().union(*(set(o["lag"]) for o in own))
+    judged = [stats(w, "summary")["quality"]["judged"] for w in (w1, w2)]
+    assert c["quality"]["judged"] == sum(judged) > 0
+    later = stats(w1, f"cluster&since={group['t'][-1] - 3}")["cluster"]["series"]["t"]
+    assert later and all(t > group["t"][-1] - 3 for t in later)
+    assert w1.get("/api/stats?scope=peer&since=soon")[0] == 400
+
+    # the page draws the whole group
+    dump = chromium("--virtual-time-budget=5000", "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'chrome'}",
+                    "--dump-dom", f"{w1.url}/dashboard")
+    dom = dump.stdout.decode("utf-8", "replace")
+    assert 'data-state="live"' in dom, (dump.stderr.decode()[-2000:], dom[:2000])
+    assert attr(dom, "view-scope", "data-scope") == "group" and attr(dom, "view-scope", "data-workers") == "2"
+    for chart in ("chart-throughput", "chart-latency", "chart-lag", "chart-quality"):
+        assert int(attr(dom, chart, "data-points")) > 0, chart
+    shot = ARTIFACTS / "dashboard-group.png"
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot.unlink(missing_ok=True)
+    chromium("--virtual-time-budget=5000", "--window-size=1400,1560", f"--user-data-dir={tmp_path / 'chrome-shot'}",
+             f"--screenshot={shot}", f"{w1.url}/dashboard")
+    assert shot.is_file() and shot.stat().st_size > 20_000, "screenshot missing or blank"

@@ -14,6 +14,13 @@
   const COLORS = ["#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777"];
   let lastOk = 0;
   let inFlight = false;
+  // The whole group's series (merged by the worker from every peer's), kept across polls: each
+  // poll asks only for what came after groupSince, a few seconds before the newest point, so
+  // points a slow peer completed late are replaced.
+  const GROUP_COLS = ["events_s", "recs_s", "dlq_s", "p50_ms", "p95_ms", "p99_ms", "hr@10", "ndcg@10", "lag_total"];
+  const GROUP_OVERLAP_S = 3;
+  let group = { t: [], cols: {}, lag: {} };
+  let groupSince = null;
 
   const $ = (id) => document.getElementById(id);
 
@@ -112,20 +119,55 @@
 
   function setText(id, text) { const e = $(id); if (e) e.textContent = text; }
 
+  // Splice a fresh piece of the group's series into `group`, then keep only the last windowS seconds.
+  function absorbGroup(piece, windowS) {
+    if (!piece || !piece.t || !piece.t.length) return;
+    let keep = group.t.findIndex((tt) => tt >= piece.t[0]);
+    if (keep < 0) keep = group.t.length;
+    const splice = (old, fresh) => {
+      const head = (old || []).slice(0, keep);
+      return new Array(keep - head.length).fill(null).concat(head, fresh || piece.t.map(() => null));
+    };
+    const next = { t: group.t.slice(0, keep).concat(piece.t), cols: {}, lag: {} };
+    for (const c of GROUP_COLS) next.cols[c] = splice(group.cols[c], piece[c]);
+    const parts = new Set([...Object.keys(group.lag), ...Object.keys(piece.lag || {})]);
+    for (const p of parts) next.lag[p] = splice(group.lag[p], (piece.lag || {})[p]);
+    const last = next.t[next.t.length - 1];
+    let cut = 0;
+    while (cut < next.t.length && next.t[cut] <= last - windowS) cut++;
+    next.t = next.t.slice(cut);
+    for (const c of GROUP_COLS) next.cols[c] = next.cols[c].slice(cut);
+    for (const p of Object.keys(next.lag)) {
+      next.lag[p] = next.lag[p].slice(cut);
+      if (next.lag[p].every((v) => v === null)) delete next.lag[p];
+    }
+    group = next;
+    groupSince = last - GROUP_OVERLAP_S;
+  }
+
+  // The charts show the whole group once more than one worker answers, else this worker.
+  function grouped(d) {
+    const cl = d.cluster;
+    return !!(cl && cl.totals && cl.totals.workers > 1 && group.t.length);
+  }
+
   function renderKpis(d) {
     const c = d.current || {}, cl = d.cluster && d.cluster.totals;
     const tot = cl && cl.workers > 1 ? cl : null;
     setText("kpi-events", fmt(tot ? tot.events_s : c.events_s));
     setText("kpi-recs", fmt(tot ? tot.recs_s : c.recs_s));
     const peak = (xs) => Math.max(0, ...(xs || []).filter((v) => v !== null));
-    setText("kpi-events-peak", "per second · peak " + fmt(peak(d.series.events_s)) + (tot ? " here" : ""));
-    setText("kpi-recs-peak", "per second · peak " + fmt(peak(d.series.recs_s)) + (tot ? " here" : ""));
+    const all = grouped(d);  // peaks over the group's merged series once there is one
+    const tail = tot && !all ? " here" : "";
+    setText("kpi-events-peak", "per second · peak " + fmt(peak(all ? group.cols.events_s : d.series.events_s)) + tail);
+    setText("kpi-recs-peak", "per second · peak " + fmt(peak(all ? group.cols.recs_s : d.series.recs_s)) + tail);
     const lat = d.latency_ms || {};
-    setText("kpi-p99", fmt(lat.p99));
-    setText("kpi-p99-unit", "ms, event → rec, last " + fmt(lat.count) + " here");
+    setText("kpi-p99", fmt(tot ? tot.p99_ms : lat.p99));
+    setText("kpi-p99-unit", tot ? "ms, event → rec, slowest worker" : "ms, event → rec, last " + fmt(lat.count) + " here");
     setText("kpi-lag", fmt(tot ? tot.lag : c.lag));
     setText("kpi-dlq", fmt(tot ? tot.dlq_total : c.dlq_total));
-    setText("kpi-hr", d.quality && d.quality.judged ? pct(d.quality["hr@10"]) : "–");
+    const q = tot && d.cluster.quality ? d.cluster.quality : d.quality;
+    setText("kpi-hr", q && q.judged ? pct(q["hr@10"]) : "–");
     const v = (d.models || {}).version || {};
     const noDeep = v.deep === null || v.deep === undefined;
     setText("kpi-model", noDeep ? "none yet" : String(v.deep));
@@ -133,26 +175,37 @@
   }
 
   function renderCharts(d) {
-    const s = d.series, t = s.t, w = d.window_s;
+    const s = d.series, w = d.window_s;
+    const all = grouped(d);
+    const g = all ? group.cols : s, t = all ? group.t : s.t;
+    const n = all ? d.cluster.totals.workers : 1;
+    const scope = $("view-scope");
+    if (scope) {
+      scope.dataset.scope = all ? "group" : "worker";
+      scope.dataset.workers = String(n);
+      scope.textContent = all ? "whole group (" + n + " workers)" : "this worker";
+    }
+    const slowest = all ? " (slowest worker)" : "";
     lineChart($("chart-throughput"), t, [
-      { name: "events in", values: s.events_s, color: COLORS[0] },
-      { name: "recommendations out", values: s.recs_s, color: COLORS[1], dash: "5 3" },
-      { name: "dead letters", values: s.dlq_s, color: COLORS[2] },
+      { name: "events in", values: g.events_s, color: COLORS[0] },
+      { name: "recommendations out", values: g.recs_s, color: COLORS[1], dash: "5 3" },
+      { name: "dead letters", values: g.dlq_s, color: COLORS[2] },
     ], { window: w });
-    lineChart($("chart-processing"), t, [
+    lineChart($("chart-processing"), s.t, [
       { name: "scorer ms/batch", values: s.batch_ms, color: COLORS[3] },
       { name: "ingest ms/event (median)", values: s.ingest_ms, color: COLORS[0] },
     ], { window: w });
     lineChart($("chart-latency"), t, [
-      { name: "p50", values: s.p50_ms, color: COLORS[1] },
-      { name: "p95", values: s.p95_ms, color: COLORS[4] },
-      { name: "p99", values: s.p99_ms, color: COLORS[2] },
+      { name: "p50" + slowest, values: g.p50_ms, color: COLORS[1] },
+      { name: "p95" + slowest, values: g.p95_ms, color: COLORS[4] },
+      { name: "p99" + slowest, values: g.p99_ms, color: COLORS[2] },
     ], { window: w });
-    const parts = Object.keys(d.lag || {}).sort((a, b) => +a - +b);
-    lineChart($("chart-lag"), t, parts.map((p, i) => ({ name: "partition " + p, values: d.lag[p], color: COLORS[i % COLORS.length] })), { window: w, minMax: 4 });
+    const lag = all ? group.lag : (d.lag || {});
+    const parts = Object.keys(lag).sort((a, b) => +a - +b);
+    lineChart($("chart-lag"), t, parts.map((p, i) => ({ name: "partition " + p, values: lag[p], color: COLORS[i % COLORS.length] })), { window: w, minMax: 4 });
     lineChart($("chart-quality"), t, [
-      { name: "HR@10", values: s["hr@10"], color: COLORS[0] },
-      { name: "NDCG@10", values: s["ndcg@10"], color: COLORS[5] },
+      { name: "HR@10", values: g["hr@10"], color: COLORS[0] },
+      { name: "NDCG@10", values: g["ndcg@10"], color: COLORS[5] },
     ], { window: w, digits: 3 });
     barChart($("chart-dlq"), Object.entries(d.dlq || {}).map(([k, v]) => ({ label: k, value: v })), "dlq");
     barChart($("chart-trending"), (d.trending || []).map((r) => ({ label: r.item_id, value: r.score })), "", 2);
@@ -219,9 +272,10 @@
     setText("worker-url", w.url || "–");
     setText("worker-partitions", (w.partitions || []).join(", ") || "none");
     setText("worker-topic", w.events_topic || "–");
+    if (d.cluster && d.cluster.series) absorbGroup(d.cluster.series, d.window_s || 600);
     renderKpis(d);
     renderCharts(d);
-    renderQuality(d.quality);
+    renderQuality(grouped(d) && d.cluster.quality ? d.cluster.quality : d.quality);
     renderAgents(d.agents);
     renderModels(d.models);
     renderWorkers(d);
@@ -233,7 +287,8 @@
     inFlight = true;
     try {
       const headers = token ? { Authorization: "Bearer " + token } : {};
-      const resp = await fetch("/api/stats?scope=cluster", { headers, cache: "no-store" });
+      const since = groupSince === null ? "" : "&since=" + groupSince.toFixed(3);
+      const resp = await fetch("/api/stats?scope=cluster" + since, { headers, cache: "no-store" });
       if (resp.status === 401) { setStatus("error", "token required: open with ?token=…"); return; }
       if (!resp.ok) { setStatus("error", "HTTP " + resp.status); return; }
       render(await resp.json());

@@ -16,7 +16,7 @@ def test_every_field_is_named_by_its_variable(monkeypatch):
     assert s.web_port == 7001 and s.events_topic == "clicks"
     assert s.bootstrap == "10.0.0.5:9093,10.0.0.6:9093"
     assert env_name("web_port") == "STREAMREC_WEB_PORT"
-    assert s.topic_partitions() == {"clicks": 4, "recommendations": 4, "events-dlq": 1}
+    assert s.topic_partitions() == {"clicks": 4, "recommendations": 4, "events-dlq": 1, "item-knowledge": 4, "items": 4}
 
 
 def test_defaults_follow_the_contract():

@@ -42,7 +42,9 @@ def write_jsonl(path: Path, events: list[Interaction]) -> None:
 
 
 TINY = dict(dim=32, layers=1, heads=2, max_len=12, epochs=8, batch_size=32, lr=5e-3, dropout=0.0,
-            negatives=20, holdout_fraction=0.1, window_stride=0, seed=1)
+            weight_decay=0.0, negatives=20, holdout_fraction=0.1, window_stride=0, seed=1, patience=0,
+            refit_full=False)
+"""A fixed number of epochs on the time split only (early stopping and the refit are tested on their own)."""
 
 
 @pytest.fixture(scope="module")
@@ -83,16 +85,17 @@ def test_early_stopping_keeps_the_best_epoch():
     res = train(chain_events(n_users=80), cfg, device="cpu", progress=False)
     best = int(res.metrics["best_epoch"])
     assert 1 <= best <= len(res.epoch_seconds) <= 12
-    scores = [h["ndcg@10"] for h in res.history]
-    assert res.metrics["ndcg@10"] == pytest.approx(max(scores))
+    scores = [h["ndcg@10"] for h in res.history]  # the per-user validation, after every epoch
+    assert res.metrics["validation_ndcg@10"] == pytest.approx(max(scores))
     assert scores[best - 1] == max(scores)
     if len(res.epoch_seconds) < 12:  # stopped early: the last `patience` epochs were no better
         assert len(res.epoch_seconds) - best == 2
     # the returned weights are the best epoch's: evaluating them again gives the same score
-    from models.deep.data import check_events, split
+    from models.deep.data import check_events, split, validation
     from models.deep.holdout import evaluate
-    again = evaluate(res.model, split(check_events(chain_events(n_users=80)), cfg))
-    assert again["ndcg@10"] == pytest.approx(res.metrics["ndcg@10"], abs=1e-9)
+    _, val = validation(split(check_events(chain_events(n_users=80)), cfg).train_users, cfg)
+    again = evaluate(res.model, val, bool(res.config.exclude_seen))
+    assert again["ndcg@10"] == pytest.approx(res.metrics["validation_ndcg@10"], abs=1e-9)
 
 
 def test_refit_full_knows_items_first_seen_after_the_cut():
@@ -103,6 +106,7 @@ def test_refit_full_knows_items_first_seen_after_the_cut():
     res = train(events, cfg, device="cpu", progress=False)
     assert "brand-new" in res.vocab and res.model.n_items == N_ITEMS + 1
     assert res.metrics["refit_epochs"] == res.metrics["best_epoch"]
+    assert res.data_end_ts == max(e.ts for e in events)  # the served model saw every event
     assert sum(1 for h in res.history if h.get("refit")) == int(res.metrics["refit_epochs"])
     plain = train(events, TrainConfig(**{**TINY, "epochs": 3}), device="cpu", progress=False)
     assert "brand-new" not in plain.vocab
@@ -152,7 +156,8 @@ def test_short_training_on_movielens_is_finite():
     with open(path, newline="") as fh:
         rows = [r for _, r in zip(range(5000), csv.DictReader(fh))]
     events = [Interaction(r["userId"], r["movieId"], "click", float(r["timestamp"])) for r in rows]
-    cfg = TrainConfig(dim=32, layers=1, heads=2, max_len=30, epochs=2, batch_size=64, negatives=64, seed=0)
+    cfg = TrainConfig(dim=32, layers=1, heads=2, max_len=30, epochs=2, batch_size=64, negatives=64, seed=0,
+                      patience=0, refit_full=False)
     res = train(events, cfg, device="cpu", progress=False)
     assert res.metrics["holdout_users"] > 0
     for key in ("hr@10", "ndcg@10"):

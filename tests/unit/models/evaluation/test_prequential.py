@@ -89,8 +89,8 @@ def test_retrain_hook_installs_new_deep_model():
     hybrid = HybridRecommender()
     systems = {"hybrid": hybrid, "deep": PopularityRecommender()}
     out = evaluate(events, systems, retrain_every=20, retrain=retrain, progress=False)
-    assert calls == list(range(20, len(events) + 1, 20))
-    assert isinstance(hybrid.deep, PopularityRecommender) and hybrid.deep.n_events == calls[-1]
+    assert calls == list(range(20, len(events), 20))  # none after the last event: nothing would use it
+    assert isinstance(hybrid.deep, PopularityRecommender) and hybrid.deep.n_events >= calls[-1]
     assert set(out["systems"]) == {"hybrid", "deep"}
     with pytest.raises(ValueError, match="retrain"):
         evaluate(events, systems, retrain_every=5, progress=False)

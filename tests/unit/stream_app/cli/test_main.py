@@ -30,6 +30,8 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         (["eval", "--dataset", "nope.csv", "--format", "movielens", "--out", "x.json"], "nope.csv"),
         (["frobnicate"], "No such command"),
         (["model", "promote", "../../etc"], "version"),
+        (["bench", "--out", "x.json", "--scaleout", "1,two"], "--scaleout"),
+        (["bench", "--out", "x.json", "--scaleout", "0,2"], "from 1 to 16"),
     ],
 )
 def test_bad_arguments_give_one_line(args, needle, tmp_path):

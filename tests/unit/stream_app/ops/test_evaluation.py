@@ -166,3 +166,62 @@ def test_the_json_keeps_the_contract_and_adds_the_spread(small_result: dict[str,
     lo, hi = hv["ci95"]
     assert lo <= hv["diff"] <= hi
     assert "±" in markdown_table(r)
+
+
+@pytest.fixture(scope="module")
+def oracle_result() -> dict[str, Any]:
+    import models.deep.train
+    from models.evaluation.oracle import Oracle
+    from stream_app.cli.evaluate import synthetic_events
+
+    events, truth = synthetic_events(600, {"n_users": 40, "n_items": 150, "seed": 5})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(models.deep.train, "train", lambda history, cfg, **kw: StandIn(history))
+        return run_eval(events, "small", epochs=1, seeds=2, progress=False, oracle=lambda: Oracle(truth.law()))
+
+
+def test_the_oracle_is_judged_with_the_others_and_every_system_gets_its_share(oracle_result: dict[str, Any]):
+    systems = oracle_result["systems"]
+    assert set(systems) == {*SYSTEMS, "oracle"} and "oracle" in oracle_result["protocol"]
+    ceiling = systems["oracle"]["ndcg@10"]
+    per_seed_ceiling = [s["systems"]["oracle"]["ndcg@10"] for s in oracle_result["per_seed"]]
+    for name, m in systems.items():
+        assert m["evaluated"] == systems["oracle"]["evaluated"], name
+        assert m["share_of_oracle"] == pytest.approx(m["ndcg@10"] / ceiling)
+        shares = [s["systems"][name]["ndcg@10"] / c for s, c in zip(oracle_result["per_seed"], per_seed_ceiling)]
+        assert m["share_of_oracle_sd"] == pytest.approx(statistics.stdev(shares))
+        if name != "oracle":
+            assert m["ndcg@10"] < ceiling, name
+    assert systems["oracle"]["share_of_oracle"] == 1.0
+    assert oracle_result["hybrid_vs_best"]["other"] != "oracle"  # the ceiling is no competitor
+    table = markdown_table(oracle_result)
+    assert "share of oracle" in table and "| oracle |" in table
+
+
+def test_the_synthetic_knobs_reach_the_generator_and_bad_ones_are_one_line_errors(monkeypatch, tmp_path: Path):
+    calls: list[dict[str, Any]] = []
+
+    def fake_run_eval(events: list[Interaction], name: str, *args: Any, **kw: Any) -> dict[str, Any]:
+        calls.append({"events": events, **kw})
+        return {"dataset": name, "events": len(events), "evaluated_from_event": 0, "retrain_every": 1,
+                "seconds": 0.0, "systems": {}}
+
+    monkeypatch.setattr(evaluation, "run_eval", fake_run_eval)
+    monkeypatch.setattr(evaluation, "markdown_table", lambda result: "table\n")
+    app, runner = build_app(), CliRunner()
+    out = tmp_path / "s.json"
+    r = runner.invoke(app, ["eval", "--synthetic", "400", "--out", str(out), "--items", "60", "--users", "30",
+                            "--p-related", "1.0", "--p-taste", "0.0", "--no-funnel", "--new-item-rate", "0"])
+    assert r.exit_code == 0, r.output
+    evs = calls[-1]["events"]
+    assert {e.type for e in evs} == {"view"} and len({e.user_id for e in evs}) <= 30
+    assert all(int(e.item_id[2:]) < 60 for e in evs)
+    assert calls[-1]["oracle"] is not None
+    import orjson
+
+    knobs = orjson.loads(out.read_bytes())["synthetic"]
+    assert knobs["p_related"] == 1.0 and knobs["funnel"] is None and knobs["events"] == 400
+    r = runner.invoke(app, ["eval", "--synthetic", "400", "--out", str(out), "--no-oracle"])
+    assert r.exit_code == 0 and calls[-1]["oracle"] is None
+    r = runner.invoke(app, ["eval", "--synthetic", "400", "--out", str(out), "--p-related", "0.8", "--p-taste", "0.5"])
+    assert r.exit_code == 2 and "p_related + p_taste" in r.output and "Traceback" not in r.output

@@ -8,6 +8,7 @@ import sys
 
 import orjson
 
+from stream_app.core.sharing import decode
 from stream_app.settings import Settings
 from stream_app.worker.build import build_worker
 from tests.paths import ROOT
@@ -45,6 +46,11 @@ async def test_two_workers_in_one_process_share_nothing(tmp_path):
     assert a.metrics.value("streamrec_events_total", outcome="valid") == 3
     assert b.metrics.value("streamrec_events_total", outcome="valid") == 0
     assert a.scorer.sent == 3 and b.scorer.sent == 0
+    # worker a published the items' side of its events for the group; read back, they count once
+    shared = out_a.on(a.settings.shared_topic)
+    assert shared and not out_b.on(b.settings.shared_topic)
+    assert sum(a.pipeline.apply_shared(decode(value)) for _, _, value, _ in shared) == 0
+    assert a.pipeline.ranker.popularity.n_events == 3
     assert a.pipeline.ranker.popularity.leaderboard() and not b.pipeline.ranker.popularity.leaderboard()
 
 

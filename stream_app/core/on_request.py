@@ -1,0 +1,143 @@
+"""Recommendations on request: lists computed now, by the pipeline's own ranker and exclusions.
+
+Three kinds of answer, each named by a new ``recommendation_id``:
+
+* :meth:`OnRequest.for_user` - a fresh list for a known user, from the state the worker stores
+  (the same context and exclusions as the list pushed after the user's latest event, plus the
+  caller's ``exclude``); with no model change since, it *is* the pushed list.
+* :meth:`OnRequest.for_session` - an anonymous session: a cold context made of the recent item
+  ids the caller sends (oldest first), ranked the same way.
+* :meth:`OnRequest.similar` - items that follow or co-occur with one item (the co-occurrence
+  neighbours), popular items to fill.
+
+A list served on request is **not** the user's impression: the reranker's impression memory,
+the live-quality bookkeeping and the stored state keep the list pushed after the user's latest
+event, which is what the user's next event labels. A request may be a prefetch that nobody sees;
+learning from it as if it were shown would teach the reranker from lists that were never shown.
+(Clients that know what they displayed will report it as an impression event.)
+
+Everything here is pure and synchronous: the web views call it between two batches of the scorer
+(one event loop), so a ranking never sees a half-learned batch.
+
+>>> from stream_app.core.pipeline import Pipeline
+>>> p = Pipeline(top_k=3)
+>>> from models.base import Interaction, UserContext
+>>> for t, (u, i) in enumerate([("a", "x"), ("a", "y"), ("b", "x"), ("b", "y"), ("c", "z")]):
+...     p.ranker.learn_one(UserContext(u, ("x",) if i == "y" else ()), Interaction(u, i, "click", float(t)))
+>>> r = OnRequest(p, ids=lambda: "id-1")
+>>> ans = r.for_session(["x"], n=2)
+>>> ans["recommendation_id"], [(i["item_id"], i["source"]) for i in ans["items"]]
+('id-1', [('y', 'cooccurrence'), ('z', 'popularity')])
+>>> [i["item_id"] for i in r.similar("x", n=2)["items"]]
+['y', 'z']
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from models.base import UserContext
+from stream_app.core import logic
+from stream_app.core.pipeline import Pipeline
+from stream_app.core.state import UserState
+
+ANONYMOUS = "\x00anonymous"
+"""The user id a list on request is ranked under: no real id (ids are non-empty text of the
+contract; this one starts with a NUL byte, which no producer sends) so no real user's impression
+is replaced."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Last:
+    """What the pipeline's exclusions read of the event just applied: the item it touched."""
+
+    item_id: str
+
+
+def _items(ranked: Sequence[tuple[str, float, str]]) -> list[dict[str, Any]]:
+    return [{"item_id": i, "score": round(float(s), 6), "source": src} for i, s, src in ranked]
+
+
+class OnRequest:
+    """Rank on request with ``pipeline``'s ranker, leaving what it learns from untouched."""
+
+    def __init__(self, pipeline: Pipeline, ids: Callable[[], str] | None = None, recent_max: int = 50) -> None:
+        self.pipeline = pipeline
+        self.ids = ids if ids is not None else logic.new_recommendation_id
+        self.recent_max = recent_max
+        self.served = 0
+
+    # -- the three answers --------------------------------------------------------------------
+    def for_user(self, user_id: str, state: UserState | None, n: int,
+                 exclude: Collection[str] = frozenset()) -> dict[str, Any]:
+        """A list for ``user_id`` from the stored ``state`` (None: no event of the user yet)."""
+        t0 = time.perf_counter()
+        st = state if state is not None else UserState()
+        ctx = logic.to_context(user_id, st)
+        last = _Last(st.recent[-1]) if st.recent else None
+        ranked = self._rank(ctx, n, logic.exclusions(ctx, last) | frozenset(exclude))
+        return self._answer(t0, ranked, user_id=user_id, events_applied=sum(st.counts),
+                            purchase_probability=st.purchase_probability,
+                            return_probability=st.return_probability)
+
+    def for_session(self, items: Sequence[str], n: int, exclude: Collection[str] = frozenset()) -> dict[str, Any]:
+        """A list for an anonymous session whose recent items are ``items`` (oldest first)."""
+        t0 = time.perf_counter()
+        ctx = UserContext(ANONYMOUS, tuple(items[-self.recent_max:]))
+        last = _Last(items[-1]) if items else None
+        ranked = self._rank(ctx, n, logic.exclusions(ctx, last) | frozenset(exclude))
+        return self._answer(t0, ranked, session_items=len(ctx.recent_items))
+
+    def similar(self, item_id: str, n: int) -> dict[str, Any]:
+        """Items that follow ``item_id`` in users' sequences (co-occurrence), popular ones to fill."""
+        t0 = time.perf_counter()
+        cooc = self.pipeline.ranker.cooccurrence
+        ranked = cooc.rank(UserContext(ANONYMOUS, (item_id,)), n, exclude={item_id})
+        # voted neighbours score a transition probability (> 0); the fill scores -1/(1 + popularity)
+        sourced = [(i, s, "cooccurrence" if s > 0 else "popularity") for i, s in ranked]
+        filt = self.pipeline.filter
+        if filt.active:
+            more = cooc.rank(UserContext(ANONYMOUS, (item_id,)), filt.fetch(n), exclude={item_id})
+            sourced = filt.apply([(i, s, "cooccurrence" if s > 0 else "popularity") for i, s in more], n, time.time())
+        known = bool(cooc.neighbors.get(item_id)) or cooc.fallback.score(item_id) > 0
+        return self._answer(t0, sourced, item_id=item_id, known=known)
+
+    # -- shared parts ---------------------------------------------------------------------------
+    def _answer(self, t0: float, ranked: Sequence[tuple[str, float, str]], **fields: Any) -> dict[str, Any]:
+        self.served += 1
+        return {"recommendation_id": self.ids(), **fields, "items": _items(ranked),
+                "model_version": self.pipeline.model_version(), "generated_at": time.time(),
+                "latency_ms": round((time.perf_counter() - t0) * 1000.0, 3)}
+
+    def _rank(self, ctx: UserContext, n: int, exclude: frozenset[str]) -> list[tuple[str, float, str]]:
+        """The ranker's top ``n`` for ``ctx``, ranked under :data:`ANONYMOUS` and then forgotten.
+
+        The ranker remembers every list it ranks as its user's impression, in a bounded LRU: the
+        list is ranked under an id of its own, which is removed afterwards, and an entry the LRU
+        dropped to make room for it is put back where it was (first, the next to go).
+        """
+        ranker = self.pipeline.ranker  # looked up each time: a restored checkpoint replaces it
+        filt = self.pipeline.filter  # the catalogue and the rules, as for pushed lists
+        memory: OrderedDict[str, Any] = ranker.memory
+        oldest = next(iter(memory.items())) if memory and ANONYMOUS not in memory else None
+        try:
+            fetch = filt.fetch(n)
+            ranked = ranker.rank_many_with_sources([_as_anonymous(ctx)], fetch, [exclude])[0]
+            if fetch != n:
+                ranked = filt.apply(ranked, n, time.time())
+        finally:
+            memory.pop(ANONYMOUS, None)
+            if oldest is not None and oldest[0] not in memory:
+                memory[oldest[0]] = oldest[1]
+                memory.move_to_end(oldest[0], last=False)
+        return ranked
+
+
+def _as_anonymous(ctx: UserContext) -> UserContext:
+    return UserContext(ANONYMOUS, ctx.recent_items, ctx.purchased, ctx.counts, ctx.shown, ctx.last_ts,
+                       ctx.purchase_order)
+
