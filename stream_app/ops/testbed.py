@@ -246,7 +246,7 @@ class WorkerProc:
         status, body = self.get("/health", timeout=1)
         return orjson.loads(body) if status == 200 else None
 
-    def get(self, path: str, headers: Mapping[str, str] | None = None, timeout: float = 5) -> tuple[int, bytes]:
+    def get(self, path: str, headers: Mapping[str, str] | None = None, timeout: float = 15) -> tuple[int, bytes]:
         """GET ``path``; redirects to the worker that owns a user are followed. (0, b"") if unreachable."""
         req = urllib.request.Request(self.url + path, headers=dict(headers or {}))
         try:

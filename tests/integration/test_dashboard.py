@@ -33,8 +33,17 @@ INVALID = [
 
 
 def stats(w: Worker, scope: str = "local") -> dict:
-    status, body = w.get(f"/api/stats?scope={scope}", AUTH)
-    assert status == 200, body[:300]
+    """The worker's ``/api/stats``. A worker that does not answer within the request's timeout
+    (a stall on a loaded machine while the group rebalances) is asked again for up to 30 s; one
+    that stays silent or has exited fails the test with its state and the end of its log."""
+    deadline = time.monotonic() + 30
+    while True:
+        status, body = w.get(f"/api/stats?scope={scope}", AUTH, timeout=10)
+        if status != 0 or not w.alive or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert status == 200, (f"/api/stats?scope={scope} answered {status} {body[:300]!r} "
+                           f"(worker {'running' if w.alive else 'exited'})\n{w.log_tail()}")
     return orjson.loads(body)
 
 
