@@ -141,6 +141,8 @@ class UserContext:
     purchase_order: tuple[str, ...] = ()
     """``purchased`` oldest first (which the bound drops first); when it does not match
     ``purchased``, :meth:`after` takes the purchased items in sorted order."""
+    hidden: frozenset[str] = frozenset()
+    """Items the user rejected (disliked or hid): never recommended to the user again."""
 
     @classmethod
     def empty(cls, user_id: str) -> UserContext:
@@ -168,7 +170,7 @@ class UserContext:
             order = tuple(h.purchased)
             purchased = frozenset(order)
         return UserContext(self.user_id, tuple(h.recent), purchased, dict(zip(EVENT_TYPES, h.counts)), self.shown,
-                           event.ts, order)
+                           event.ts, order, self.hidden)
 
 
 Ranked = list[tuple[str, float]]

@@ -3,7 +3,8 @@
 After a user's event the list pushed to that user leaves out
 
 * the item of that event (the item just touched: "view it again" is not a recommendation),
-* every item the user has purchased,
+* every item the user has purchased, and every item the user rejected (``hidden``: a dislike or
+  a hide),
 * and, where a dataset's semantics ask for it, every item the user has already interacted with
   (``seen``: on rating data nobody rates a film twice, so a seen film can never be the next one).
 
@@ -38,12 +39,14 @@ class Touched(Protocol):
 
 
 def exclusions(ctx: UserContext, event: Touched | None, seen: Collection[str] = _NOTHING) -> frozenset[str]:
-    """Items never to recommend after ``event``: everything purchased and the item just touched.
+    """Items never to recommend after ``event``: everything purchased or rejected, and the item just touched.
 
     ``ctx`` is the user's context once ``event`` is applied; ``event`` is None before the user's
     first event (nothing touched yet). ``seen``, when given, is excluded too (see the module doc).
     """
     out = ctx.purchased if event is None else ctx.purchased | {event.item_id}
+    if ctx.hidden:
+        out = out | ctx.hidden
     if seen:
         out = out.union(seen)
     return out

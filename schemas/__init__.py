@@ -2,7 +2,9 @@
 
 from schemas.records import (
     EVENT_TYPES,
+    FEEDBACK_TYPES,
     MAX_EVENT_BYTES,
+    REJECTIONS,
     Event,
     InvalidEvent,
     RecItem,
@@ -15,7 +17,9 @@ from schemas.records import (
 
 __all__ = [
     "EVENT_TYPES",
+    "FEEDBACK_TYPES",
     "MAX_EVENT_BYTES",
+    "REJECTIONS",
     "Event",
     "InvalidEvent",
     "RecItem",

@@ -22,9 +22,15 @@ import msgspec
 
 MAX_EVENT_BYTES = 64 * 1024
 EVENT_TYPES: tuple[str, ...] = ("view", "click", "add_to_cart", "purchase")
+"""The interactions: what the models learn from and a user's counts keep (in this order)."""
+FEEDBACK_TYPES: tuple[str, ...] = ("impression", "dislike", "hide")
+"""Feedback on the lists shown: an impression reports what the client showed (``shown_items``);
+a dislike or a hide rejects ``item_id``, which the user's lists never hold again."""
+REJECTIONS: frozenset[str] = frozenset({"dislike", "hide"})
+MAX_SHOWN = 100
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-EventType = Literal["view", "click", "add_to_cart", "purchase"]
+EventType = Literal["view", "click", "add_to_cart", "purchase", "impression", "dislike", "hide"]
 
 
 class InvalidEvent(ValueError):
@@ -48,6 +54,18 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     ts: float
     price: Annotated[float, msgspec.Meta(ge=0)] | None = None
     session_id: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    recommendation_id: Id | None = None
+    """The list the event answers or reports (optional)."""
+    shown_items: Annotated[tuple[Id, ...], msgspec.Meta(min_length=1, max_length=MAX_SHOWN)] | None = None
+    """For an impression: the item ids shown, in the order shown."""
+
+    @property
+    def is_feedback(self) -> bool:
+        """An impression, a dislike or a hide (not an interaction the models learn items from)."""
+        return self.type in _FEEDBACK
+
+
+_FEEDBACK = frozenset(FEEDBACK_TYPES)
 
 
 class RecItem(msgspec.Struct, gc=False):
@@ -81,6 +99,8 @@ def _check_numbers(ev: Event) -> Event:
         raise InvalidEvent("`ts` must be a finite number of seconds since the epoch")
     if ev.price is not None and not math.isfinite(ev.price):
         raise InvalidEvent("`price` must be a finite number >= 0")
+    if ev.type == "impression" and ev.shown_items is None:
+        raise InvalidEvent("an impression needs `shown_items`: the item ids shown, in the order shown")
     return ev
 
 

@@ -91,6 +91,15 @@ class Settings(BaseSettings):
         description="how long a failed output (recommendation, dead letter, changelog record) is sent again before "
                     "the worker stops without acknowledging its input (the restart replays it)",
     )
+    attribution_window_s: float = Field(
+        1800.0, ge=0, le=30 * 86400,
+        description="a click or purchase counts for the live click-through and conversion when its item was in a "
+                    "list pushed to the user at most this long before it (event time; 0 = never)")
+    event_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="JSON object: how much each event type teaches the reranker, e.g. "
+                    '{"purchase": 5, "dislike": 2} (types left out keep their defaults: view 1, click 1, '
+                    "add_to_cart 2, purchase 3, dislike 1, hide 2)")
     rules_file: Path | None = Field(
         None, description="a JSON file of business rules every list obeys (see README: Item catalogue and rules)")
     catalogued_only: bool = Field(
@@ -117,6 +126,19 @@ class Settings(BaseSettings):
     # Local broker (streamrec kafka up)
     kafka_cache_dir: Path = Field(Path.home() / ".cache" / "streamrec" / "kafka", description="cached Kafka jars")
     kafka_data_dir: Path = Field(Path("var") / "kafka", description="the local broker's logs and storage")
+
+    @field_validator("event_weights")
+    @classmethod
+    def _check_event_weights(cls, v: dict[str, float]) -> dict[str, float]:
+        from schemas import EVENT_TYPES, REJECTIONS
+
+        known = (*EVENT_TYPES, *sorted(REJECTIONS))
+        for name, w in v.items():
+            if name not in known:
+                raise ValueError(f"unknown event type {name!r}; expected some of {', '.join(known)}")
+            if not 0 <= w < float("inf"):
+                raise ValueError(f"the weight of {name!r} must be a finite number >= 0, got {w}")
+        return v
 
     @field_validator("broker")
     @classmethod

@@ -20,6 +20,9 @@ coarser replay); ``score_types`` judges only events of those types (e.g. ``{"cli
 "purchase"}`` on logs dominated by views); ``batch_size > 1`` replays waves of consecutive
 events of distinct users as the worker replays a micro-batch's rounds: the wave is learned, then
 ranked with one ``rank_many`` call per system (one forward pass for the deep model);
+``list_filter`` (a :class:`~models.filters.rules.ListFilter`: the item catalogue and the rules)
+filters each list as the worker filters what it pushes, from ``fetch(k)`` candidates at the
+event's time, and reports ``categories@10`` (distinct catalogue categories per top-10 list);
 ``retrain_every`` with ``retrain(history)`` rebuilds the deep model during the replay and
 installs it in every system that has ``set_deep`` and as the ``"deep"`` system; ``parts`` splits
 the judged span (``[warmup, total)``, by the judged event's index) into that many equal parts,
@@ -53,9 +56,10 @@ from tqdm import tqdm
 from models.base import Interaction, Recommender, UserContext
 from models.evaluation.metrics import RankingAccumulator
 from models.exclusions import exclusions
+from models.filters.rules import ListFilter
 
 RetrainFn = Callable[[Sequence[Interaction]], "Recommender | None"]
-_POSITIONAL = ("user_id", "recent_items", "purchased", "counts", "shown", "last_ts", "purchase_order")
+_POSITIONAL = ("user_id", "recent_items", "purchased", "counts", "shown", "last_ts", "purchase_order", "hidden")
 _FAST_CONTEXT = tuple(f.name for f in fields(UserContext)) == _POSITIONAL
 
 
@@ -65,7 +69,7 @@ def _with_shown(ctx: UserContext, shown: tuple[str, ...]) -> UserContext:
         return ctx
     if _FAST_CONTEXT:
         return UserContext(ctx.user_id, ctx.recent_items, ctx.purchased, ctx.counts, shown, ctx.last_ts,
-                           ctx.purchase_order)
+                           ctx.purchase_order, ctx.hidden)
     return replace(ctx, shown=shown)
 
 
@@ -125,8 +129,13 @@ def _check_args(every: int, batch_size: int, parts: int, retrain_every: int | No
 class _Replay:
     """The state of one test-then-train replay: users' contexts, lists pushed, item statistics."""
 
-    def __init__(self, systems: dict[str, Recommender], k: int, exclude_seen: bool, max_recent: int) -> None:
+    def __init__(self, systems: dict[str, Recommender], k: int, exclude_seen: bool, max_recent: int,
+                 list_filter: ListFilter | None = None) -> None:
         self.systems, self.k, self.exclude_seen, self.max_recent = systems, k, exclude_seen, max_recent
+        self.filter = list_filter if list_filter is not None and list_filter.active else None
+        """The catalogue and the rules, applied as the worker applies them (None: no rules)."""
+        self.categories = {name: [0, 0] for name in systems}
+        """Per system: distinct categories summed over the top-10 lists pushed, and the lists (with rules)."""
         self.acc = {name: RankingAccumulator() for name in systems}
         self.rank_seconds = {name: 0.0 for name in systems}
         self.n_ranked = 0
@@ -172,15 +181,22 @@ class _Replay:
                 for c, (_, ev) in zip(ctxs, ranked)]
         novelty_base = math.log2(self.n + 1)
         log_counts = self.log_counts
+        filt = self.filter
+        fetch = filt.fetch(self.k) if filt is not None else self.k
         for name, model in self.systems.items():
             shown, pushed = self.shown[name], self.pushed[name]
             uctx = [_with_shown(c, shown.get(c.user_id, ())) for c in ctxs]
             t0 = time.perf_counter()
-            lists = model.rank_many(uctx, self.k, excl)
+            lists = model.rank_many(uctx, fetch, excl)
             self.rank_seconds[name] += time.perf_counter() - t0
-            for c, got, ex in zip(ctxs, lists, excl):
+            for c, got, ex, (_, ev) in zip(ctxs, lists, excl, ranked):
                 # an excluded item is never credited, even from a model that ignores ``exclude``
-                items = [item for item, _ in got if item not in ex]
+                if filt is None:
+                    items = [item for item, _ in got if item not in ex]
+                else:  # the worker's catalogue and rules, at the event's time
+                    kept = filt.apply([(item, score, "") for item, score in got if item not in ex], self.k, ev.ts)
+                    items = [item for item, _, _ in kept]
+                    self._count_categories(name, items[:10])
                 top10 = items[:10]
                 nov = None
                 if top10:
@@ -191,12 +207,24 @@ class _Replay:
         for idx, ev in ranked:
             self.ranked_at[ev.user_id] = idx
 
+    def _count_categories(self, name: str, top10: list[str]) -> None:
+        assert self.filter is not None
+        cat = self.filter.catalogue
+        got = {cat.category(i) for i in top10}
+        got.discard(None)
+        tally = self.categories[name]
+        tally[0] += len(got)
+        tally[1] += 1
+
     def results(self, bounds: Sequence[tuple[int, int]]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for name in self.systems:
             acc = self.acc[name]
             res: dict[str, Any] = dict(acc.result(len(self.item_counts), self.item_users))
             res["rank_ms"] = 1000.0 * self.rank_seconds[name] / max(self.n_ranked, 1)
+            if self.filter is not None:
+                cats, lists = self.categories[name]
+                res["categories@10"] = cats / lists if lists else 0.0
             per_part = []
             for p, (lo, hi) in enumerate(bounds):
                 n, hr, nd, rr = acc.by_part.get(p, [0.0, 0.0, 0.0, 0.0])
@@ -234,6 +262,7 @@ def evaluate(
     progress: bool = True,
     desc: str | None = None,
     total: int | None = None,
+    list_filter: ListFilter | None = None,
 ) -> dict[str, Any]:
     """Replay ``events`` once, test-then-train, for all ``systems``; return the metrics.
 
@@ -248,7 +277,7 @@ def evaluate(
     warmup = _check_args(every, batch_size, parts, retrain_every, retrain, warmup, total)
     bounds = _part_bounds(warmup, total, parts)
     systems = dict(systems)
-    run = _Replay(systems, k, exclude_seen, max_recent)
+    run = _Replay(systems, k, exclude_seen, max_recent, list_filter)
     history: list[Interaction] = []
     start = time.perf_counter()
     bar = tqdm(total=total, disable=not progress, unit="ev", mininterval=1.0, desc=desc)

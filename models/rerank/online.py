@@ -49,6 +49,7 @@ from models.checkpoint import dump, load
 from models.deep.candidates import DeepCandidates, PoolCache
 from models.deep.candidates import select as select_deep
 from models.linear import set_weights, weights_of
+from models.rerank.explain import explain_row
 from models.rerank.features import FEATURES, SOURCES, CandidateSources, F, FloatArray, IntArray, candidate_features
 from models.retrieval.candidates import CHUNK_USERS, CandidateIndex
 from models.retrieval.cooccurrence import CooccurrenceRecommender
@@ -251,6 +252,22 @@ class OnlineRanker(Recommender):
                 a = b
         return results
 
+    def explain(self, user_id: str, item_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Why each of ``item_ids`` is in the list last ranked for ``user_id`` (see
+        :mod:`models.rerank.explain`); an item that was not in it is left out."""
+        impression = self.memory.get(user_id)
+        if impression is None:
+            return {}
+        items, rows = impression
+        where = {i: pos for pos, i in enumerate(items)}
+        ids, w = self.index.ids, self._weights()
+        out: dict[str, dict[str, Any]] = {}
+        for item in item_ids:
+            pos = where.get(ids.get(item, -1))
+            if pos is not None:
+                out[item] = explain_row(rows[pos], w)
+        return out
+
     def rank_with_sources(self, user: UserContext, k: int = 10, exclude: Collection[str] = frozenset()) -> Sourced:
         return self.rank_many_with_sources([user], k, [exclude])[0]
 
@@ -296,19 +313,50 @@ class OnlineRanker(Recommender):
         self.learn_feedback(user, event)
         self.learn_items(user, event)
 
-    def learn_feedback(self, user: UserContext, event: Interaction) -> None:
+    def learn_feedback(self, user: UserContext, event: Interaction, weight: float | None = None) -> None:
         """The user's side of :meth:`learn_one`: the event labels the list last shown to the user.
 
         Only the worker that holds the user's impression can do this; :meth:`learn_items` is the
-        rest, which any worker can do from the event and the user's latest items.
+        rest, which any worker can do from the event and the user's latest items. ``weight``
+        replaces the event type's default weight (:data:`models.base.EVENT_WEIGHTS`).
         """
-        weight = EVENT_WEIGHTS.get(event.type)
         if weight is None:
-            raise ValueError(f"unknown event type {event.type!r}; expected one of {sorted(EVENT_WEIGHTS)}")
+            weight = EVENT_WEIGHTS.get(event.type)
+            if weight is None:
+                raise ValueError(f"unknown event type {event.type!r}; expected one of {sorted(EVENT_WEIGHTS)}")
         impression = self.memory.pop(event.user_id, None)
         if impression is not None:
             self._learn_impression(impression, event.item_id, user.shown, weight)
         self.n_learned += 1
+
+    def learn_rejection(self, user: UserContext, item_id: str, weight: float = 1.0) -> None:
+        """The user rejected ``item_id`` (a dislike or a hide) from the list last shown: every
+        other item shown is preferred to it, pair by pair, with ``weight``.
+
+        Only the rejected item's side is learned: nothing is chosen, so popularity and
+        co-occurrence do not change, and the impression stays for the user's next event.
+        """
+        impression = self.memory.get(user.user_id)
+        self.n_learned += 1
+        if impression is None or weight <= 0:
+            return
+        items, rows = impression
+        ids = self.index.ids
+        ri = ids.get(item_id)
+        try:
+            pos = items.index(ri)
+        except ValueError:
+            return
+        shown = {ids.get(s) for s in user.shown} if user.shown else set(items[:10])
+        others = [i for i in range(len(items)) if i != pos and items[i] in shown]
+        if not others:
+            return
+        learn = self.model.learn_one
+        for diff in (rows[others] - rows[pos]).tolist():
+            x = {FEATURES[f]: d for f, d in enumerate(diff) if d != 0.0}
+            if x:
+                learn(x, True, w=weight)
+                self.n_pairs += 1
 
     def learn_items(self, user: UserContext, event: Interaction) -> None:
         """The items' side of :meth:`learn_one`: popularity and co-occurrence (and their arrays).

@@ -13,6 +13,7 @@ generator's own next-item probabilities; the JSON's ``synthetic`` holds the knob
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from stream_app.cli.errors import UserError
 
 if TYPE_CHECKING:
     from models.base import Interaction
+    from models.filters.rules import ListFilter
     from stream_app.data.synthetic_law import Truth
 
 _KNOWN_NAMES = ("ratings.csv", "events.csv", "train.jsonl")
@@ -73,6 +75,47 @@ def synthetic_events(n: int, knobs: dict[str, Any]) -> tuple[list[Interaction], 
     return events, truth
 
 
+def load_filter(rules: Path | None, catalogue: Path | None, truth: Truth | None) -> Callable[[], ListFilter] | None:
+    """What builds the worker's list filter for each replay: the rules file and the item
+    catalogue (``--catalogue``, or the generator's tastes as categories); None without either."""
+    from models.filters.catalogue import ItemCatalogue
+    from models.filters.rules import ListFilter, Rules, RulesError
+    from schemas.items import Item, decode_item
+
+    if rules is None and catalogue is None:
+        return None
+    try:
+        ruled = Rules.from_file(require_file(rules)) if rules is not None else Rules()
+    except RulesError as exc:
+        raise UserError(str(exc)) from None
+    items: list[Item | str] = []  # an item, or the id of a tombstone
+    if catalogue is not None:
+        from stream_app.cli.produce import read_items
+
+        for n, (key, value, valid) in enumerate(read_items(require_file(catalogue)), 1):
+            if not valid:
+                raise UserError(f"{catalogue}: record {n} is not a valid item record (see schemas/items.schema.json)")
+            if value is None:
+                items.append((key or b"").decode())
+            else:
+                item = decode_item(value, key)
+                assert item is not None
+                items.append(item)
+    elif truth is not None and rules is not None:
+        items = [Item(item, category=cat) for item, cat in truth.categories().items()]
+
+    def build() -> ListFilter:
+        cat = ItemCatalogue()
+        for it in items:
+            if isinstance(it, str):
+                cat.remove(it)
+            else:
+                cat.update(it)
+        return ListFilter(cat, ruled)
+
+    return build
+
+
 def eval_cmd(
     out: Path = typer.Option(..., "--out", help="where to write the JSON result"),
     dataset: Path | None = typer.Option(None, "--dataset", help="dataset file (ratings.csv, events.csv, ...)"),
@@ -103,6 +146,11 @@ def eval_cmd(
     funnel: bool = typer.Option(True, "--funnel/--no-funnel", help="with --synthetic: clicks, carts, purchases"),
     oracle: bool = typer.Option(True, "--oracle/--no-oracle",
                                 help="with --synthetic: also judge the generator's own ranking (the ceiling)"),
+    rules: Path | None = typer.Option(None, "--rules", help="apply this rules file (as STREAMREC_RULES_FILE) to "
+                                      "every list, as the worker does"),
+    catalogue: Path | None = typer.Option(None, "--catalogue", help="item catalogue (items JSONL, as `streamrec "
+                                          "produce --format items-jsonl` reads) for the rules; with --synthetic "
+                                          "and --rules the generator's tastes are the categories"),
 ) -> None:
     """Prequential evaluation of popularity, cooccurrence, online, deep and hybrid, side by side, over several seeds."""
     from stream_app.ops.evaluation import markdown_table, run_eval, write_result
@@ -130,16 +178,24 @@ def eval_cmd(
         check_format(fmt)
         events, name = read_file(require_file(dataset), fmt), dataset_name(dataset)
         seen = get_format(fmt).exclude_seen
+    list_filter = load_filter(rules, catalogue, truth if dataset is None else None)
     if limit:
         events = events[:limit]  # the first N in time order; each seed then shuffles their ties
     try:
         result = run_eval(events, name, retrain_every or None, epochs, device, half_life or None, every, progress,
                           seeds=seeds, exclude_seen=seen if exclude_seen is None else exclude_seen,
-                          oracle=make_oracle)
+                          oracle=make_oracle, list_filter=list_filter)
     except ValueError as exc:  # EvaluationError, or training that cannot use these events
         raise UserError(str(exc)) from None
     if knobs is not None:
         result["synthetic"] = {**knobs, "events": synthetic}
+    if list_filter is not None:
+        f = list_filter()
+        result["rules"] = {"file": str(rules) if rules else None, **f.rules.__dict__,
+                           "exclude_categories": sorted(f.rules.exclude_categories),
+                           "exclude_labels": sorted(f.rules.exclude_labels),
+                           "catalogue": str(catalogue) if catalogue else "the generator's tastes as categories",
+                           "catalogued_items": len(f.catalogue)}
     write_result(result, out)
     table = markdown_table(result)
     if markdown is not None:

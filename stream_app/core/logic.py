@@ -45,6 +45,7 @@ def to_context(user_id: str, state: UserState) -> UserContext:
         tuple(state.shown),
         state.last_ts,
         tuple(purchased) if purchased else (),
+        frozenset(state.hidden) if state.hidden else _NOTHING,
     )
 
 

@@ -70,10 +70,10 @@ class WorkerMetrics:
         self.live_hr = Gauge("streamrec_live_hr10", "Prequential HR@10 of shown lists", registry=r)
         self.live_ndcg = Gauge("streamrec_live_ndcg10", "Prequential NDCG@10 of shown lists", registry=r)
         self.live_ctr = Gauge(
-            "streamrec_live_ctr", "Share of next clicks that were on a recommended item", registry=r,
+            "streamrec_live_ctr", "Share of clicks on an item pushed to the user within the attribution window", registry=r,
         )
         self.live_conversion = Gauge(
-            "streamrec_live_conversion", "Share of purchases that were of a recommended item", registry=r,
+            "streamrec_live_conversion", "Share of purchases of an item pushed to the user within the attribution window", registry=r,
         )
         self.returning = Gauge("streamrec_returning_user_rate", "Share of events from users seen before", registry=r)
         self.checkpoints = Counter("streamrec_checkpoints_total", "Online model checkpoints written", registry=r)

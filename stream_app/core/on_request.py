@@ -45,6 +45,9 @@ from stream_app.core import logic
 from stream_app.core.pipeline import Pipeline
 from stream_app.core.state import UserState
 
+CATEGORY_FETCH = 5
+"""With a category filter, this many times the usual candidates are ranked before the filter (a
+category may hold few of the best candidates; the list may still come out shorter than ``n``)."""
 ANONYMOUS = "\x00anonymous"
 """The user id a list on request is ranked under: no real id (ids are non-empty text of the
 contract; this one starts with a NUL byte, which no producer sends) so no real user's impression
@@ -58,8 +61,12 @@ class _Last:
     item_id: str
 
 
-def _items(ranked: Sequence[tuple[str, float, str]]) -> list[dict[str, Any]]:
-    return [{"item_id": i, "score": round(float(s), 6), "source": src} for i, s, src in ranked]
+def _items(ranked: Sequence[tuple[str, float, str]], why: dict[str, dict[str, Any]] | None = None
+           ) -> list[dict[str, Any]]:
+    if why is None:
+        return [{"item_id": i, "score": round(float(s), 6), "source": src} for i, s, src in ranked]
+    return [{"item_id": i, "score": round(float(s), 6), "source": src,
+             "explain": why.get(i, {"sources": [src], "contributions": {}})} for i, s, src in ranked]
 
 
 class OnRequest:
@@ -72,49 +79,62 @@ class OnRequest:
         self.served = 0
 
     # -- the three answers --------------------------------------------------------------------
-    def for_user(self, user_id: str, state: UserState | None, n: int,
-                 exclude: Collection[str] = frozenset()) -> dict[str, Any]:
+    def for_user(self, user_id: str, state: UserState | None, n: int, exclude: Collection[str] = frozenset(),
+                 category: str | None = None, explain: bool = False) -> dict[str, Any]:
         """A list for ``user_id`` from the stored ``state`` (None: no event of the user yet)."""
         t0 = time.perf_counter()
         st = state if state is not None else UserState()
         ctx = logic.to_context(user_id, st)
         last = _Last(st.recent[-1]) if st.recent else None
-        ranked = self._rank(ctx, n, logic.exclusions(ctx, last) | frozenset(exclude))
-        return self._answer(t0, ranked, user_id=user_id, events_applied=sum(st.counts),
+        ranked, why = self._rank(ctx, n, logic.exclusions(ctx, last) | frozenset(exclude), category, explain)
+        return self._answer(t0, ranked, why, user_id=user_id, events_applied=sum(st.counts),
                             purchase_probability=st.purchase_probability,
                             return_probability=st.return_probability)
 
-    def for_session(self, items: Sequence[str], n: int, exclude: Collection[str] = frozenset()) -> dict[str, Any]:
+    def for_session(self, items: Sequence[str], n: int, exclude: Collection[str] = frozenset(),
+                    category: str | None = None, explain: bool = False) -> dict[str, Any]:
         """A list for an anonymous session whose recent items are ``items`` (oldest first)."""
         t0 = time.perf_counter()
         ctx = UserContext(ANONYMOUS, tuple(items[-self.recent_max:]))
         last = _Last(items[-1]) if items else None
-        ranked = self._rank(ctx, n, logic.exclusions(ctx, last) | frozenset(exclude))
-        return self._answer(t0, ranked, session_items=len(ctx.recent_items))
+        ranked, why = self._rank(ctx, n, logic.exclusions(ctx, last) | frozenset(exclude), category, explain)
+        return self._answer(t0, ranked, why, session_items=len(ctx.recent_items))
 
-    def similar(self, item_id: str, n: int) -> dict[str, Any]:
+    def similar(self, item_id: str, n: int, category: str | None = None, explain: bool = False) -> dict[str, Any]:
         """Items that follow ``item_id`` in users' sequences (co-occurrence), popular ones to fill."""
         t0 = time.perf_counter()
         cooc = self.pipeline.ranker.cooccurrence
-        ranked = cooc.rank(UserContext(ANONYMOUS, (item_id,)), n, exclude={item_id})
+        filt = self.pipeline.filter  # with rules or a catalogue: rank more, then filter down to n
+        fetch = filt.fetch(n) if category is None else filt.fetch(n) * CATEGORY_FETCH
+        ranked = cooc.rank(UserContext(ANONYMOUS, (item_id,)), fetch, exclude={item_id})
         # voted neighbours score a transition probability (> 0); the fill scores -1/(1 + popularity)
         sourced = [(i, s, "cooccurrence" if s > 0 else "popularity") for i, s in ranked]
-        filt = self.pipeline.filter
-        if filt.active:
-            more = cooc.rank(UserContext(ANONYMOUS, (item_id,)), filt.fetch(n), exclude={item_id})
-            sourced = filt.apply([(i, s, "cooccurrence" if s > 0 else "popularity") for i, s in more], n, time.time())
+        sourced = self._filter(sourced, n, category)
         known = bool(cooc.neighbors.get(item_id)) or cooc.fallback.score(item_id) > 0
-        return self._answer(t0, sourced, item_id=item_id, known=known)
+        why = {i: {"sources": [src], "contributions": {}} for i, _, src in sourced} if explain else None
+        return self._answer(t0, sourced, why, item_id=item_id, known=known)
 
     # -- shared parts ---------------------------------------------------------------------------
-    def _answer(self, t0: float, ranked: Sequence[tuple[str, float, str]], **fields: Any) -> dict[str, Any]:
+    def _answer(self, t0: float, ranked: Sequence[tuple[str, float, str]], why: dict[str, dict[str, Any]] | None,
+                **fields: Any) -> dict[str, Any]:
         self.served += 1
-        return {"recommendation_id": self.ids(), **fields, "items": _items(ranked),
+        return {"recommendation_id": self.ids(), **fields, "items": _items(ranked, why),
                 "model_version": self.pipeline.model_version(), "generated_at": time.time(),
                 "latency_ms": round((time.perf_counter() - t0) * 1000.0, 3)}
 
-    def _rank(self, ctx: UserContext, n: int, exclude: frozenset[str]) -> list[tuple[str, float, str]]:
-        """The ranker's top ``n`` for ``ctx``, ranked under :data:`ANONYMOUS` and then forgotten.
+    def _filter(self, ranked: list[tuple[str, float, str]], n: int, category: str | None
+                ) -> list[tuple[str, float, str]]:
+        """The catalogue and the rules (as for pushed lists), then the caller's category."""
+        filt = self.pipeline.filter
+        if category is not None:
+            cat = filt.catalogue
+            ranked = [c for c in ranked if cat.category(c[0]) == category]
+        return filt.apply(ranked, n, time.time()) if filt.active else ranked[:n]
+
+    def _rank(self, ctx: UserContext, n: int, exclude: frozenset[str], category: str | None = None,
+              explain: bool = False) -> tuple[list[tuple[str, float, str]], dict[str, dict[str, Any]] | None]:
+        """The ranker's top ``n`` for ``ctx`` (of ``category`` only, when given), ranked under
+        :data:`ANONYMOUS` and then forgotten; with ``explain`` also why each item is there.
 
         The ranker remembers every list it ranks as its user's impression, in a bounded LRU: the
         list is ranked under an id of its own, which is removed afterwards, and an entry the LRU
@@ -124,20 +144,23 @@ class OnRequest:
         filt = self.pipeline.filter  # the catalogue and the rules, as for pushed lists
         memory: OrderedDict[str, Any] = ranker.memory
         oldest = next(iter(memory.items())) if memory and ANONYMOUS not in memory else None
+        why = None
         try:
-            fetch = filt.fetch(n)
+            fetch = filt.fetch(n) if category is None else filt.fetch(n) * CATEGORY_FETCH
             ranked = ranker.rank_many_with_sources([_as_anonymous(ctx)], fetch, [exclude])[0]
             if fetch != n:
-                ranked = filt.apply(ranked, n, time.time())
+                ranked = self._filter(ranked, n, category)
+            if explain:
+                why = ranker.explain(ANONYMOUS, [i for i, _, _ in ranked])
         finally:
             memory.pop(ANONYMOUS, None)
             if oldest is not None and oldest[0] not in memory:
                 memory[oldest[0]] = oldest[1]
                 memory.move_to_end(oldest[0], last=False)
-        return ranked
+        return ranked, why
 
 
 def _as_anonymous(ctx: UserContext) -> UserContext:
     return UserContext(ANONYMOUS, ctx.recent_items, ctx.purchased, ctx.counts, ctx.shown, ctx.last_ts,
-                       ctx.purchase_order)
+                       ctx.purchase_order, ctx.hidden)
 

@@ -26,19 +26,24 @@ from typing import Any, cast
 
 import msgspec
 
-from models.base import Interaction, Recommender, UserContext
+from models.base import EVENT_WEIGHTS, Interaction, Recommender, UserContext
 from models.deep.candidates import select as select_deep
 from models.engagement import PurchasePropensity, ReturnPredictor
 from models.filters.rules import ListFilter
 from models.hybrid import HybridRecommender
 from models.retrieval.popularity import PopularityRecommender
-from schemas import Event
+from schemas import REJECTIONS, Event
 from stream_app.core import logic
 from stream_app.core.live import LiveQuality
 from stream_app.core.sharing import AppliedOffsets, OutgoingUpdates, Updates
 from stream_app.core.state import UserState, apply_event, decode_state, encode_state
 
 log = logging.getLogger(__name__)
+
+FEEDBACK_WEIGHTS: dict[str, float] = {**EVENT_WEIGHTS, "dislike": 1.0, "hide": 2.0}
+"""The reranker's default weight per event type (``STREAMREC_EVENT_WEIGHTS`` changes them): how
+strongly an interaction says the item was preferred to those skipped above it, and a dislike or a
+hide that every other item shown was preferred to the rejected one."""
 
 
 @dataclass(slots=True)
@@ -105,6 +110,8 @@ class Pipeline:
     """Events taken for replays (their offset is not above the user's last applied one) although
     they are newer than everything applied to the user: the events topic was probably recreated or
     reset, and the users' states no longer change."""
+    event_weights: dict[str, float] = field(default_factory=lambda: dict(FEEDBACK_WEIGHTS))
+    """How much each event type teaches the reranker (a click, a purchase, a dislike ...)."""
     _warned_at: float = field(default=-1e9, repr=False)
     _outgoing: OutgoingUpdates | None = field(default=None, repr=False)
 
@@ -125,6 +132,8 @@ class Pipeline:
 
     def observe(self, before: UserContext, event: Event, partition: int, offset: int) -> tuple[float, float]:
         """Learn the per-user estimates from one event; return (purchase, return) probabilities."""
+        if event.is_feedback:  # not an interaction: the user's estimates stay as they are
+            return self.purchase.predict_one(before), self.returns.predict_one(before)
         if self.latest_ts is None or event.ts > self.latest_ts:
             self.latest_ts = event.ts
         inter = logic.to_interaction(event)
@@ -175,7 +184,7 @@ class Pipeline:
             before = logic.to_context(user, st)
             purchase_p, return_p = self.observe(before, ev, p.partition, p.offset)
             new, applied = apply_event(st, ev, p.offset, recent_max, purchased_max)
-            if applied:
+            if applied and ev.type != "impression":  # an impression says itself what was shown
                 new.shown = last_shown(user)
                 new.purchase_probability = purchase_p
                 new.return_probability = return_p
@@ -223,8 +232,9 @@ class Pipeline:
             after = p.after
             assert after is not None, "Pipeline.prepare (or the caller) fills in each event's contexts"
             afters.append(after)
-            all_excludes.append(exclusions(after, p.event))
-            if outgoing is not None:
+            # after an impression nothing was touched; a rejected item is in ``after.hidden``
+            all_excludes.append(exclusions(after, None if p.event.type == "impression" else p.event))
+            if outgoing is not None and not p.event.is_feedback:
                 # every event, replays too: the shared topic's readers apply each offset once
                 assert p.before is not None
                 outgoing.add(p.partition, p.offset, p.event, p.before.recent_items)
@@ -246,7 +256,11 @@ class Pipeline:
             version = self.model_version()
             done = time.perf_counter()
             for i, p, items in zip(rnd, wave, ranked):
-                live.shown(p.event.user_id, [item for item, _, _ in items])
+                ev = p.event
+                shown = ev.shown_items if ev.type == "impression" else None
+                # a client's impression is what the user saw: it, not the list pushed after it,
+                # is what the user's next event answers
+                live.shown(ev.user_id, list(shown) if shown else [item for item, _, _ in items], ev.ts)
                 out[i] = logic.recommendation_message(
                     p.event, items, version, now, (done - p.received) * 1000.0,
                     p.purchase_probability, p.return_probability,
@@ -264,21 +278,28 @@ class Pipeline:
         """
         live, ranker, to_interaction = self.live, self.ranker, logic.to_interaction
         share = new_items is not None
+        weights = self.event_weights
         for i, (p, learn) in enumerate(zip(wave, fresh)):
             before = p.before
+            ev = p.event
             assert before is not None, "Pipeline.prepare (or the caller) fills in each event's contexts"
-            live.observe(before, p.event)
-            inter = to_interaction(p.event)
+            if ev.is_feedback:
+                if learn and ev.type in REJECTIONS:  # every other item shown is preferred to this one
+                    shown = live.last_shown(ev.user_id)
+                    ranker.learn_rejection(replace(before, shown=tuple(shown)) if shown else before, ev.item_id,
+                                           weights.get(ev.type, 1.0))
+                continue  # an impression only says what was shown (score() keeps it)
+            live.observe(before, ev)
+            inter = to_interaction(ev)
             if learn:
                 # the impression this event answers is the list pushed after the user's previous
                 # event (this batch's earlier round, or an earlier batch), not the one the stored
                 # state holds (which answered the event before): learn from the list shown
-                shown = live.last_shown(p.event.user_id)
+                shown = live.last_shown(ev.user_id)
                 labelled = replace(before, shown=tuple(shown)) if shown else before
-                if share:
-                    ranker.learn_feedback(labelled, inter)
-                else:
-                    ranker.learn_one(labelled, inter)
+                ranker.learn_feedback(labelled, inter, weights.get(ev.type))
+                if not share:  # else the items' side is learned once per offset, below
+                    ranker.learn_items(labelled, inter)
             # shared: the items' side once per offset, whether it came first from here or the topic
             if new_items is not None and new_items[i]:
                 ranker.learn_items(before, inter)

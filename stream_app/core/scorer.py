@@ -47,12 +47,14 @@ class Scorer:
         self.pipeline = pipeline
         self.metrics = metrics if metrics is not None else WorkerMetrics()
         self.latencies = LatencyReservoir()
+        """Event -> recommendation latencies of the latest events (for the dashboard)."""
         self._suspect_seen = 0
         self.confirmer: Confirmer | None = None
+        """Acknowledges a batch once its outputs are written; None: acknowledge once they are sent."""
         self.share: Send | None = None
         """Publishes a record of the shared topic (key, value); None: the pipeline does not share."""
-        """Acknowledges a batch once its outputs are written; None: acknowledge once they are sent."""
-        """Event -> recommendation latencies of the latest events (for the dashboard)."""
+        self.running = False
+        """Whether the scoring loop has started (the worker's ``/ready``)."""
         self.store = store
         """Where users' states are read and written; None when the caller prepares batches."""
         self.recent_max = recent_max
@@ -91,6 +93,7 @@ class Scorer:
         If a batch fails, each of its events is retried alone; one that still fails goes to the
         dead-letter topic with the reason, so no event is lost and no partition stalls.
         """
+        self.running = True
         while True:
             batch = await self._next_batch()
             self.metrics.queue.set(self.queue.qsize())

@@ -12,6 +12,9 @@ events always arrive on one partition in offset order, so an event replayed afte
 (True, [0, 0, 0, 1], ['i-1'], ['i-1'], 7)
 >>> apply_event(s, ev, offset=7)[1]   # the same record again: nothing changes
 False
+>>> s, _ = apply_event(s, Event("e-2", "u-1", "i-2", "hide", 11.0), offset=8)
+>>> s.hidden, s.counts, s.offset           # feedback is not an interaction: the counts stay
+(['i-2'], [0, 0, 0, 1], 8)
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import msgspec
 
 from models.base import EVENT_TYPES as MODEL_EVENT_TYPES
 from models.base import PURCHASED_MAX, RECENT_MAX, History, apply_interaction
-from schemas import EVENT_TYPES, Event
+from schemas import EVENT_TYPES, REJECTIONS, Event
 
 TYPE_INDEX = {t: i for i, t in enumerate(EVENT_TYPES)}
 if tuple(EVENT_TYPES) != MODEL_EVENT_TYPES:  # ``UserState.counts`` is stored in this order
@@ -46,6 +49,8 @@ class UserState(msgspec.Struct, gc=False):
     """Online estimate that the user's next action is a purchase."""
     return_probability: float | None = None
     """Online estimate that the user comes back within the return horizon."""
+    hidden: list[str] = msgspec.field(default_factory=list)
+    """Items the user disliked or hid, oldest first, at most ``HIDDEN_MAX``: never recommended again."""
 
     def to_json(self, user_id: str) -> dict[str, Any]:
         """The public view served by ``GET /users/{id}/state``."""
@@ -61,8 +66,12 @@ class UserState(msgspec.Struct, gc=False):
             "last_ts": self.last_ts,
             "purchase_probability": self.purchase_probability,
             "return_probability": self.return_probability,
+            "hidden": list(self.hidden),
         }
 
+
+HIDDEN_MAX = 500
+"""Rejected items remembered per user (the oldest is forgotten first)."""
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(UserState)
@@ -90,6 +99,8 @@ def apply_event(
     """
     if offset <= state.offset:
         return state, False
+    if event.is_feedback:
+        return apply_feedback(state, event, offset), True
     h = apply_interaction(
         History(state.recent, state.purchased, state.counts, state.first_ts, state.last_ts),
         event.item_id, event.type, event.ts, recent_max, purchased_max,
@@ -104,3 +115,18 @@ def apply_event(
         last_ts=h.last_ts,
     )
     return new, True
+
+
+def apply_feedback(state: UserState, event: Event, offset: int) -> UserState:
+    """An impression, a dislike or a hide: what the user was really shown, or an item rejected.
+
+    The counts, the recent items and the times stay (feedback is not an interaction); an
+    impression becomes the list the user's next event answers; a rejected item joins ``hidden``.
+    """
+    if event.type in REJECTIONS:
+        hidden = state.hidden
+        if event.item_id not in hidden:
+            hidden = [*hidden, event.item_id][-HIDDEN_MAX:]
+        return msgspec.structs.replace(state, hidden=hidden, offset=offset)
+    assert event.shown_items is not None, "schemas.records requires shown_items on impressions"
+    return msgspec.structs.replace(state, shown=list(event.shown_items), offset=offset)

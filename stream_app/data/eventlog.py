@@ -44,7 +44,7 @@ def read_topic(kafka: KafkaTarget, topic: str = "events", max_events: int = 0, p
         remaining = {tp for tp in tps if consumer.position(tp) < end[tp]}
         total = sum(end[tp] - consumer.position(tp) for tp in tps)
         out: list[Interaction] = []
-        skipped = 0
+        skipped = feedback = 0
         with tqdm(total=total, disable=not progress, unit="ev", desc=f"read {topic}") as bar:
             while remaining:
                 batch = consumer.poll(timeout_ms=1000, max_records=5000)
@@ -57,6 +57,9 @@ def read_topic(kafka: KafkaTarget, topic: str = "events", max_events: int = 0, p
                         except InvalidEvent:
                             skipped += 1
                             continue
+                        if ev.is_feedback:  # impressions and rejections are not interactions
+                            feedback += 1
+                            continue
                         out.append(Interaction(ev.user_id, ev.item_id, ev.type, ev.ts))
                     bar.update(len(records))
                 for tp in list(remaining):
@@ -64,6 +67,8 @@ def read_topic(kafka: KafkaTarget, topic: str = "events", max_events: int = 0, p
                         remaining.discard(tp)
         if skipped:
             log.info("skipped %d invalid records of %s", skipped, topic)
+        if feedback:
+            log.info("left out %d feedback events (impressions, dislikes, hides) of %s", feedback, topic)
         out.sort(key=lambda i: i.ts)
         return out
     finally:

@@ -114,6 +114,11 @@ class Truth:
         self.knobs, self.n_tastes, self.home, self.user_ids = knobs, n_tastes, list(home), list(user_ids)
         self.taste_of, self.members, self.item_ids = list(taste_of), [list(g) for g in members], item_ids
 
+    def categories(self) -> dict[str, str]:
+        """Every item's taste as a catalogue category (``taste-{n}``), born items included."""
+        tastes = list(self.taste_of) + [taste for taste, _ in self.born]
+        return {item: f"taste-{t}" for item, t in zip(self.item_ids, tastes)}
+
     def law(self) -> Law:
         """A fresh law for one replay of the recorded stream (each replay needs its own)."""
         if self.knobs is None:

@@ -38,6 +38,7 @@ import orjson
 from models.base import Interaction, Ranked, Recommender, UserContext
 from models.evaluation.metrics import paired_bootstrap
 from models.evaluation.prequential import evaluate, shuffle_ties
+from models.filters.rules import ListFilter
 from models.hybrid import HybridRecommender
 from models.rerank.online import OnlineRanker
 from models.retrieval.cooccurrence import CooccurrenceRecommender
@@ -48,6 +49,7 @@ SYSTEMS = ("popularity", "cooccurrence", "online", "deep", "hybrid")
 ORACLE = "oracle"
 """The name of the ceiling system (judged when an oracle is given)."""
 OracleFactory = Callable[[], Recommender]
+ListFilterFactory = Callable[[], ListFilter]
 METRICS = ("hr@10", "ndcg@10", "mrr@20", "coverage", "novelty", "diversity")
 """The metrics averaged over seeds, with their spread in ``sd``."""
 FIFTH_METRICS = ("hr@10", "ndcg@10", "mrr@20")
@@ -119,7 +121,8 @@ def protocol(exclude_seen: bool, seeds: Sequence[int], warmup: int, every: int, 
 
 def _one_seed(events: Sequence[Interaction], seed: int, retrain_every: int, epochs: int, device: str | None,
               half_life: float | None, every: int, exclude_seen: bool, batch_size: int, progress: bool,
-              trainings: list[dict[str, Any]], oracle: OracleFactory | None) -> dict[str, Any]:
+              trainings: list[dict[str, Any]], oracle: OracleFactory | None,
+              list_filter: ListFilterFactory | None = None) -> dict[str, Any]:
     from models.deep.train import TrainConfig, train
 
     def retrain(history: Sequence[Interaction]) -> Recommender:
@@ -137,7 +140,7 @@ def _one_seed(events: Sequence[Interaction], seed: int, retrain_every: int, epoc
     return evaluate(ordered, build_systems(half_life, seed, oracle), k=20, every=every, warmup=retrain_every,
                     exclude_seen=exclude_seen, batch_size=batch_size, retrain_every=retrain_every,
                     retrain=retrain, parts=5, per_user=True, progress=progress, desc=f"seed {seed}",
-                    total=len(ordered))
+                    total=len(ordered), list_filter=list_filter() if list_filter is not None else None)
 
 
 def run_eval(
@@ -154,8 +157,13 @@ def run_eval(
     exclude_seen: bool = False,
     batch_size: int = WAVE,
     oracle: OracleFactory | None = None,
+    list_filter: ListFilterFactory | None = None,
 ) -> dict[str, Any]:
     """Evaluate all systems side by side, one replay per seed; returns the contract JSON.
+
+    ``list_filter`` builds the item catalogue and rules the worker would apply (a fresh one per
+    seed): every list is then filtered as the worker filters what it pushes, and each system also
+    reports ``categories@10``, the distinct categories of its top-10 lists.
 
     ``seeds`` is a count (seeds ``0 .. n-1``) or the seeds themselves; ``exclude_seen`` also
     excludes every item the user has touched (the dataset format's ``exclude_seen``); ``oracle``
@@ -172,7 +180,7 @@ def run_eval(
     started = time.time()
     t0 = time.perf_counter()
     runs = [_one_seed(events, s, retrain_every, epochs, device, half_life, every, exclude_seen, batch_size, progress,
-                      trainings, oracle) for s in seed_list]
+                      trainings, oracle, list_filter) for s in seed_list]
     systems = _aggregate(runs)
     return {
         "dataset": dataset,
@@ -210,6 +218,8 @@ def _aggregate(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         res: dict[str, Any] = {m: _mean([p[m] for p in per]) for m in METRICS}
         res["evaluated"] = _mean([p["evaluated"] for p in per])
         res["rank_ms"] = _mean([p["rank_ms"] for p in per])
+        if "categories@10" in per[0]:
+            res["categories@10"] = _mean([p["categories@10"] for p in per])
         res["sd"] = {m: _sd([p[m] for p in per]) for m in METRICS}
         fifths = []
         for i, part in enumerate(per[0]["per_part"]):
@@ -278,12 +288,14 @@ def markdown_table(result: dict[str, Any]) -> str:
     excluded = "; ".join(result["protocol"]["excluded"]) if "protocol" in result else "purchased items"
     judged = f"{next(iter(result['systems'].values())).get('evaluated', 0):,.0f} judged" if result["systems"] else ""
     shares = ORACLE in result["systems"]
+    cats = all("categories@10" in m for m in result["systems"].values()) and bool(result["systems"])
     rows = [f"**{result['dataset']}** - {result['events']:,} events ({judged}: lists ranked from event "
             f"{result['evaluated_from_event']:,} on), deep model retrained every {result['retrain_every']:,} events, "
             f"mean ± sd over {len(seeds)} seed(s) {seeds}; excluded: {excluded}",
             "",
-            "| system | HR@10 | NDCG@10 | MRR@20 | coverage | novelty | diversity |" + (" share of oracle |" * shares),
-            "|---|---|---|---|---|---|---|" + "---|" * shares]
+            "| system | HR@10 | NDCG@10 | MRR@20 | coverage | novelty | diversity |" + (" share of oracle |" * shares)
+            + (" categories@10 |" * cats),
+            "|---|---|---|---|---|---|---|" + "---|" * (shares + cats)]
     best = max((m for name, m in result["systems"].items() if name != ORACLE), key=lambda m: m["ndcg@10"],
                default={"ndcg@10": None})["ndcg@10"]
     for name, m in result["systems"].items():
@@ -294,6 +306,8 @@ def markdown_table(result: dict[str, Any]) -> str:
         if shares:
             share, sd = m.get("share_of_oracle"), m.get("share_of_oracle_sd")
             row += " - |" if share is None else f" {share:.1%} ± {sd or 0.0:.1%} |"
+        if cats:
+            row += f" {m['categories@10']:.2f} |"
         rows.append(row)
     first = next(iter(result["systems"].values()))
     fifths = first.get("per_fifth") or []

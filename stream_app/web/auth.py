@@ -1,4 +1,4 @@
-"""Bearer-token checks for the worker's web views (one place; every view but /metrics and /health)."""
+"""Bearer-token checks for the worker's web views (one place; every view but /metrics, /health and /ready)."""
 
 from __future__ import annotations
 

@@ -39,6 +39,9 @@ SUMMED = ("events_s", "recs_s", "dlq_s")
 SLOWEST = ("p50_ms", "p95_ms", "p99_ms")
 WEIGHTED = ("hr@10", "ndcg@10")
 QUALITY_FIGURES = ("hr@10", "ndcg@10", "ctr", "conversion", "returning_rate")
+QUALITY_DENOMINATORS = {"hr@10": "judged", "ndcg@10": "judged", "ctr": "clicks", "conversion": "purchases",
+                        "returning_rate": "events"}
+"""What each live figure is a share of (see :meth:`stream_app.core.live.LiveQuality.snapshot`)."""
 
 
 def peer_part(snapshot: Mapping[str, Any], quality: Mapping[str, Any], since: float | None) -> dict[str, Any]:
@@ -170,18 +173,27 @@ def _weighted(values: Sequence[tuple[Any, float]]) -> float | None:
     return round(sum(v * w for v, w in pairs) / total, 6)
 
 
-def merge_quality(qualities: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """The group's live quality: lists judged added up, each figure averaged by lists judged.
+def _weight(quality: Mapping[str, Any], denominator: str) -> float:
+    got = quality.get(denominator)
+    return float(got if got is not None else quality.get("judged") or 0)
 
-    HR@10 and NDCG@10 are then exact (hits = HR x judged); click-through, conversion and the
-    returning-user rate have other denominators (clicks, purchases, events) and are weighted the
-    same way, an approximation.
+
+def merge_quality(qualities: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The group's live quality, exact: each figure is the mean of the workers' figures weighted
+    by its own denominator (lists judged for HR@10 and NDCG@10, clicks for click-through,
+    purchases for conversion, events for the returning-user rate), which is the figure over all
+    their counts together. A worker that does not report a denominator is weighted by its lists
+    judged.
 
     >>> merge_quality([{"judged": 1, "ndcg@10": 1.0}, {"judged": 3, "ndcg@10": 0.0}, {}])
-    {'judged': 4, 'hr@10': None, 'ndcg@10': 0.25, 'ctr': None, 'conversion': None, 'returning_rate': None}
+    {'judged': 4, 'hr@10': None, 'ndcg@10': 0.25, 'ctr': None, 'conversion': None, 'returning_rate': None, \
+'clicks': 0, 'purchases': 0, 'events': 0}
     """
     qs = [q for q in qualities if q]
     out: dict[str, Any] = {"judged": int(sum(q.get("judged") or 0 for q in qs))}
     for name in QUALITY_FIGURES:
-        out[name] = _weighted([(q.get(name), float(q.get("judged") or 0)) for q in qs if q.get(name) is not None])
+        by = QUALITY_DENOMINATORS[name]
+        out[name] = _weighted([(q.get(name), _weight(q, by)) for q in qs if q.get(name) is not None])
+    for by in ("clicks", "purchases", "events"):
+        out[by] = int(sum(q.get(by) or 0 for q in qs))
     return out

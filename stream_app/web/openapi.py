@@ -15,10 +15,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from stream_app.web.params import MAX_EXCLUDE, MAX_ID_CHARS, MAX_N, MAX_SESSION_ITEMS
+from stream_app.web.params import MAX_CATEGORY_CHARS, MAX_EXCLUDE, MAX_ID_CHARS, MAX_N, MAX_SESSION_ITEMS
 
 _ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS}
 _PROB = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
+_CATEGORY = {"type": "string", "minLength": 1, "maxLength": MAX_CATEGORY_CHARS}
+_CATEGORY_TEXT = ("only items of this catalogue category (the list may be shorter than n); 400 while the item "
+                  "catalogue holds no item")
+_EXPLAIN_TEXT = "also say why each item is there: its candidate sources and the reranker's feature contributions"
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -38,9 +42,16 @@ _UNAUTHORIZED = _json(_ref("Error"), "missing or wrong bearer token (when STREAM
 
 
 def _schemas(top_k: int) -> dict[str, Any]:
+    sources = {"type": "string", "enum": ["deep", "cooccurrence", "popularity"]}
+    explain = {"type": "object", "required": ["sources", "contributions"], "additionalProperties": False,
+               "description": "with explain=true: why the item is in the list",
+               "properties": {"sources": {"type": "array", "items": sources,
+                                          "description": "the retrievers that proposed the item"},
+                              "contributions": {"type": "object", "additionalProperties": {"type": "number"},
+                                                "description": "the reranker's features: weight x value, "
+                                                               "adding up to the score (non-zero ones)"}}}
     ranked = {"type": "object", "required": ["item_id", "score", "source"],
-              "properties": {"item_id": _ID, "score": {"type": "number"},
-                             "source": {"type": "string", "enum": ["deep", "cooccurrence", "popularity"]}}}
+              "properties": {"item_id": _ID, "score": {"type": "number"}, "source": sources, "explain": explain}}
     items = {"type": "array", "maxItems": MAX_N, "items": _ref("RankedItem"),
              "description": "best first, no duplicates"}
     common = {"recommendation_id": {**_ID, "description": "unique name of this list"},
@@ -72,7 +83,9 @@ def _schemas(top_k: int) -> dict[str, Any]:
             "properties": {"items": {"type": "array", "maxItems": MAX_SESSION_ITEMS, "items": _ID,
                                      "description": "the session's recent item ids, oldest first"},
                            "n": {"type": "integer", "minimum": 1, "maximum": MAX_N, "default": top_k},
-                           "exclude": {"type": "array", "maxItems": MAX_EXCLUDE, "items": _ID}}},
+                           "exclude": {"type": "array", "maxItems": MAX_EXCLUDE, "items": _ID},
+                           "category": {**_CATEGORY, "description": _CATEGORY_TEXT},
+                           "explain": {"type": "boolean", "default": False, "description": _EXPLAIN_TEXT}}},
         "SessionList": {
             "type": "object", "required": ["session_items", *required], "additionalProperties": False,
             "properties": {**common, "session_items": {"type": "integer", "minimum": 0,
@@ -96,6 +109,10 @@ def _schemas(top_k: int) -> dict[str, Any]:
                 "purchase_probability": _PROB, "return_probability": _PROB}},
         "Health": {"type": "object", "required": ["status", "scored"],
                    "properties": {"status": {"const": "ok"}, "scored": {"type": "integer", "minimum": 0}}},
+        "Ready": {"type": "object", "required": ["status", "waiting_for", "scored"],
+                  "properties": {"status": {"enum": ["ready", "waiting"]},
+                                 "waiting_for": {"type": "array", "items": {"type": "string"}},
+                                 "scored": {"type": "integer", "minimum": 0}}},
         "Stats": {"type": "object", "description": "the dashboard's figures (see stream_app/core/stats.py)"},
     }
 
@@ -125,8 +142,10 @@ def _paths(top_k: int) -> dict[str, Any]:
                 {**_n_param(top_k), "description": "list length (fresh lists only)"},
                 {"name": "exclude", "in": "query", "required": False, "schema": {"type": "string"},
                  "description": f"comma-separated item ids never to include (fresh lists only; at most {MAX_EXCLUDE})"},
-                {"name": "category", "in": "query", "required": False, "schema": {"type": "string"},
-                 "description": "refused with 400 until the worker has an item catalogue"},
+                {"name": "category", "in": "query", "required": False, "schema": _CATEGORY,
+                 "description": _CATEGORY_TEXT + " (fresh lists only)"},
+                {"name": "explain", "in": "query", "required": False, "schema": {"type": "boolean", "default": False},
+                 "description": _EXPLAIN_TEXT + " (fresh lists only)"},
             ],
             "responses": {"200": _json({"oneOf": [_ref("PushedRecommendation"), _ref("FreshList")]},
                                        "without fresh: the last pushed message; with fresh=true: a fresh list"),
@@ -138,7 +157,11 @@ def _paths(top_k: int) -> dict[str, Any]:
             "responses": {"200": _json(_ref("SessionList"), "the list"), "400": _ERROR, "401": _UNAUTHORIZED}}},
         "/items/{item_id}/similar": {"get": {
             "summary": "items that follow or co-occur with the item, popular items to fill (any worker answers)",
-            "parameters": [{"name": "item_id", "in": "path", "required": True, "schema": _ID}, _n_param(top_k)],
+            "parameters": [{"name": "item_id", "in": "path", "required": True, "schema": _ID}, _n_param(top_k),
+                           {"name": "category", "in": "query", "required": False, "schema": _CATEGORY,
+                            "description": _CATEGORY_TEXT},
+                           {"name": "explain", "in": "query", "required": False,
+                            "schema": {"type": "boolean", "default": False}, "description": _EXPLAIN_TEXT}],
             "responses": {"200": _json(_ref("SimilarList"), "the list"), "400": _ERROR, "401": _UNAUTHORIZED}}},
         "/openapi.json": {"get": {"summary": "this document",
                                   "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1"), "401": _UNAUTHORIZED}}},
@@ -157,6 +180,10 @@ def _paths(top_k: int) -> dict[str, Any]:
                              "responses": {"200": _text("text/plain", "exposition format")}}},
         "/health": {"get": {"summary": "liveness (open without a token)", "security": [],
                             "responses": {"200": _json(_ref("Health"), "alive")}}},
+        "/ready": {"get": {"summary": "readiness: caught up with the group's item knowledge and the catalogue, "
+                                      "scoring (open without a token)", "security": [],
+                           "responses": {"200": _json(_ref("Ready"), "scoring"),
+                                         "503": _json(_ref("Ready"), "still catching up")}}},
     }
 
 

@@ -3,17 +3,17 @@
 The views answer a :class:`BadRequest` with ``400 {"error": reason}``; nothing a caller sends
 reaches the ranker unchecked.
 
->>> q = parse_list_query({"fresh": "true", "n": "5", "exclude": "i-1,,i-2"}, default_n=10)
->>> q.fresh, q.n, sorted(q.exclude)
-(True, 5, ['i-1', 'i-2'])
+>>> q = parse_list_query({"fresh": "true", "n": "5", "exclude": "i-1,,i-2", "explain": "true"}, default_n=10)
+>>> q.fresh, q.n, sorted(q.exclude), q.category, q.explain
+(True, 5, ['i-1', 'i-2'], None, True)
 >>> parse_list_query({}, default_n=10)
-ListQuery(fresh=False, n=10, exclude=frozenset())
+ListQuery(fresh=False, n=10, exclude=frozenset(), category=None, explain=False)
 >>> parse_list_query({"n": "500", "fresh": "1"}, default_n=10)
 Traceback (most recent call last):
 ...
 stream_app.web.params.BadRequest: n must be an integer from 1 to 100, got '500'
->>> parse_session(b'{"items": ["a", "b"], "n": 3}', default_n=10)
-Session(items=('a', 'b'), n=3, exclude=frozenset())
+>>> parse_session(b'{"items": ["a", "b"], "n": 3, "category": "shoes"}', default_n=10)
+Session(items=('a', 'b'), n=3, exclude=frozenset(), category='shoes', explain=False)
 """
 
 from __future__ import annotations
@@ -27,11 +27,13 @@ MAX_N = 100
 """The longest list on request (the ``recommendations`` schema's bound)."""
 MAX_ID_CHARS = 128
 """The contract's bound on user and item ids."""
+MAX_CATEGORY_CHARS = 128
+"""The item schema's bound on a category."""
 MAX_EXCLUDE = 1000
 MAX_SESSION_ITEMS = 500
 MAX_BODY_BYTES = 64 * 1024
-CATEGORY_NEEDS_CATALOGUE = ("category filters need the item catalogue, which this worker does not have yet; "
-                            "drop the category parameter")
+CATEGORY_NEEDS_CATALOGUE = ("category filters need the item catalogue (the items topic), which holds no item "
+                            "yet; produce item records or drop the category parameter")
 _ALWAYS_ALLOWED = frozenset({"token"})  # the dashboard's way of passing the bearer token
 
 
@@ -43,12 +45,34 @@ class ListQuery(NamedTuple):
     fresh: bool
     n: int
     exclude: frozenset[str]
+    category: str | None = None
+    explain: bool = False
 
 
 class Session(NamedTuple):
     items: tuple[str, ...]
     n: int
     exclude: frozenset[str]
+    category: str | None = None
+    explain: bool = False
+
+
+class Similar(NamedTuple):
+    n: int
+    category: str | None = None
+    explain: bool = False
+
+
+def require_catalogue(category: str | None, catalogued: int) -> None:
+    """A category filter over an empty catalogue would always answer an empty list: refuse it."""
+    if category is not None and catalogued == 0:
+        raise BadRequest(CATEGORY_NEEDS_CATALOGUE)
+
+
+def check_category(value: Any) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_CATEGORY_CHARS:
+        raise BadRequest(f"category must be text of 1 to {MAX_CATEGORY_CHARS} characters, got {value!r}")
+    return value
 
 
 def _known(query: Mapping[str, str], allowed: tuple[str, ...]) -> None:
@@ -98,33 +122,35 @@ def parse_bool(raw: str, name: str) -> bool:
 
 
 def parse_list_query(query: Mapping[str, str], default_n: int) -> ListQuery:
-    """``GET /users/{id}/recommendations?fresh=&n=&exclude=&category=``.
+    """``GET /users/{id}/recommendations?fresh=&n=&exclude=&category=&explain=``.
 
     Without ``fresh=true`` the answer is the last pushed list, which no parameter changes, so
-    ``n``, ``exclude`` or ``category`` without it are refused rather than silently ignored.
+    ``n``, ``exclude``, ``category`` or ``explain`` without it are refused rather than silently ignored.
     """
-    _known(query, ("fresh", "n", "exclude", "category"))
+    _known(query, ("fresh", "n", "exclude", "category", "explain"))
     fresh = parse_bool(query.get("fresh", "false"), "fresh")
-    if "category" in query:
-        raise BadRequest(CATEGORY_NEEDS_CATALOGUE)
     if not fresh:
-        given = [name for name in ("n", "exclude") if name in query]
+        given = [name for name in ("n", "exclude", "category", "explain") if name in query]
         if given:
             raise BadRequest(f"{' and '.join(given)} apply to fresh lists only (add fresh=true); "
                              "without it the answer is the last pushed list as it was sent")
     raw_ex = query.get("exclude", "")
     exclude = _id_set([x for x in (p.strip() for p in raw_ex.split(",")) if x], "exclude")
-    return ListQuery(fresh, parse_n(query.get("n"), default_n), exclude)
+    category = check_category(query["category"]) if "category" in query else None
+    return ListQuery(fresh, parse_n(query.get("n"), default_n), exclude, category,
+                     parse_bool(query.get("explain", "false"), "explain"))
 
 
-def parse_similar_query(query: Mapping[str, str], default_n: int) -> int:
-    """``GET /items/{id}/similar?n=``: the list length."""
-    _known(query, ("n",))
-    return parse_n(query.get("n"), default_n)
+def parse_similar_query(query: Mapping[str, str], default_n: int) -> Similar:
+    """``GET /items/{id}/similar?n=&category=&explain=``."""
+    _known(query, ("n", "category", "explain"))
+    category = check_category(query["category"]) if "category" in query else None
+    return Similar(parse_n(query.get("n"), default_n), category, parse_bool(query.get("explain", "false"), "explain"))
 
 
 def parse_session(body: bytes, default_n: int) -> Session:
-    """``POST /recommend``: ``{"items": [recent ids, oldest first], "n": 10, "exclude": [...]}``."""
+    """``POST /recommend``: ``{"items": [recent ids, oldest first], "n": 10, "exclude": [...],
+    "category": "...", "explain": false}``."""
     if len(body) > MAX_BODY_BYTES:
         raise BadRequest(f"the body is larger than {MAX_BODY_BYTES} bytes")
     try:
@@ -133,11 +159,9 @@ def parse_session(body: bytes, default_n: int) -> Session:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise BadRequest('the body must be a JSON object such as {"items": ["i-1", "i-2"], "n": 10}')
-    if "category" in doc:
-        raise BadRequest(CATEGORY_NEEDS_CATALOGUE)
-    unknown = sorted(set(doc) - {"items", "n", "exclude"})
+    unknown = sorted(set(doc) - {"items", "n", "exclude", "category", "explain"})
     if unknown:
-        raise BadRequest(f"unknown field {unknown[0]!r}; expected items, n, exclude")
+        raise BadRequest(f"unknown field {unknown[0]!r}; expected items, n, exclude, category, explain")
     items = doc.get("items", [])
     if not isinstance(items, list):
         raise BadRequest("items must be a list of item ids (oldest first)")
@@ -149,5 +173,9 @@ def parse_session(body: bytes, default_n: int) -> Session:
     n = doc.get("n")
     if n is not None and (isinstance(n, bool) or not isinstance(n, int)):
         raise BadRequest(f"n must be an integer from 1 to {MAX_N}, got {n!r}")
+    explain = doc.get("explain", False)
+    if not isinstance(explain, bool):
+        raise BadRequest(f"explain must be true or false, got {explain!r}")
+    category = check_category(doc["category"]) if "category" in doc else None
     return Session(tuple(check_id(i, "every item of items") for i in items), parse_n(n, default_n),
-                   _id_set(exclude, "exclude"))
+                   _id_set(exclude, "exclude"), category, explain)

@@ -17,7 +17,14 @@ from stream_app.core.on_request import OnRequest
 from stream_app.web.answers import answer, json_bytes
 from stream_app.web.auth import authorized
 from stream_app.web.openapi import openapi_document
-from stream_app.web.params import MAX_BODY_BYTES, BadRequest, check_id, parse_session, parse_similar_query
+from stream_app.web.params import (
+    MAX_BODY_BYTES,
+    BadRequest,
+    check_id,
+    parse_session,
+    parse_similar_query,
+    require_catalogue,
+)
 
 if TYPE_CHECKING:
     from stream_app.worker.build import Worker
@@ -48,7 +55,8 @@ def register_request_views(w: Worker, on_request: OnRequest | None = None) -> On
         async def post(self: View, request: Request) -> Response:
             async def session() -> dict[str, Any]:
                 got = parse_session(await read_body(request), top_k)
-                return ranker.for_session(got.items, got.n, got.exclude)
+                require_catalogue(got.category, len(w.pipeline.filter.catalogue))
+                return ranker.for_session(got.items, got.n, got.exclude, got.category, got.explain)
 
             return await answer(self, session)
 
@@ -56,8 +64,9 @@ def register_request_views(w: Worker, on_request: OnRequest | None = None) -> On
         @guard
         async def get(self: View, request: Request, item_id: str) -> Response:
             async def similar() -> dict[str, Any]:
-                n = parse_similar_query(request.query, top_k)
-                return ranker.similar(check_id(item_id, "item_id"), n)
+                q = parse_similar_query(request.query, top_k)
+                require_catalogue(q.category, len(w.pipeline.filter.catalogue))
+                return ranker.similar(check_id(item_id, "item_id"), q.n, q.category, q.explain)
 
             return await answer(self, similar)
 

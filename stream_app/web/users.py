@@ -20,7 +20,7 @@ from stream_app.core.on_request import OnRequest
 from stream_app.core.state import decode_state
 from stream_app.web.answers import answer, error
 from stream_app.web.auth import authorized
-from stream_app.web.params import BadRequest, check_id, parse_list_query
+from stream_app.web.params import BadRequest, check_id, parse_list_query, require_catalogue
 
 if TYPE_CHECKING:
     from stream_app.worker.build import Worker
@@ -53,6 +53,7 @@ def register_user_views(w: Worker, on_request: OnRequest | None = None) -> None:
                 q = parse_list_query(query, top_k)
                 if q.fresh:
                     check_id(user_id, "user_id")
+                    require_catalogue(q.category, len(w.pipeline.filter.catalogue))
             except BadRequest as exc:
                 return error(self, str(exc))
             if not q.fresh:
@@ -60,7 +61,8 @@ def register_user_views(w: Worker, on_request: OnRequest | None = None) -> None:
 
             async def fresh() -> dict[str, Any]:
                 raw = table.get(user_id.encode())
-                return ranker.for_user(user_id, None if raw is None else decode_state(raw), q.n, q.exclude)
+                return ranker.for_user(user_id, None if raw is None else decode_state(raw), q.n, q.exclude,
+                                       q.category, q.explain)
 
             return await answer(self, fresh)
 

@@ -25,8 +25,9 @@ import faust
 
 from models.filters.rules import ListFilter, Rules
 from stream_app.core.delivery import Confirmer, Output
+from stream_app.core.live import LiveQuality
 from stream_app.core.metrics import WorkerMetrics
-from stream_app.core.pipeline import Pipeline
+from stream_app.core.pipeline import FEEDBACK_WEIGHTS, Pipeline
 from stream_app.core.scorer import Scorer
 from stream_app.core.store import UserStateStore
 from stream_app.settings import Settings
@@ -114,6 +115,8 @@ def build_pipeline(s: Settings) -> Pipeline:
         deep_pool=s.deep_pool,
         deep_history=s.deep_history,
         share_items=s.share_items,
+        live=LiveQuality(window_s=s.attribution_window_s),
+        event_weights={**FEEDBACK_WEIGHTS, **s.event_weights},
     )
 
 

@@ -12,94 +12,46 @@ restarts reads the topic again and may dead-letter it once more (same topic/part
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from aiokafka import TopicPartition
-
 from models.filters.catalogue import ItemCatalogue
 from schemas.items import InvalidItem, decode_item
-from stream_app.broker.topics import ensure_topics
 from stream_app.core.delivery import Output, delivered
 from stream_app.core.dlq import DlqReason
 from stream_app.core.metrics import WorkerMetrics
-from stream_app.kafka import KafkaConnection, aio_consumer
+from stream_app.kafka import KafkaConnection
+from stream_app.worker.topic_reader import TopicReader
 
 log = logging.getLogger(__name__)
 
 DeadLetter = Callable[[bytes | None, bytes | None, str, int, int, DlqReason, str], Awaitable[Any]]
 
 
-class CatalogueReader:
+class CatalogueReader(TopicReader):
+    setting = "STREAMREC_ITEMS_TOPIC"
+    max_records = 2000
+
     def __init__(self, catalogue: ItemCatalogue, conn: KafkaConnection, topic: str, partitions: int,
                  metrics: WorkerMetrics, catchup_s: float = 60.0,
                  configs: Mapping[str, Mapping[str, str]] | None = None) -> None:
+        super().__init__(conn, topic, partitions, catchup_s, configs, fetch_max_wait_ms=50)
         self.catalogue = catalogue
-        self.conn = conn
-        self.topic = topic
-        self.partitions = partitions
         self.metrics = metrics
-        self.catchup_s = catchup_s
-        self.configs = configs
-        self.ready = asyncio.Event()
-        """Set once the catalogue holds what the topic held at start (or the catch-up gave up waiting)."""
         self.dead_letter: DeadLetter | None = None
         self.owns: Callable[[int], bool] = lambda partition: False
         """Whether this worker holds the events partition of that number (it dead-letters for it)."""
-        self.on_fatal: Callable[[str], None] | None = None
         self.invalid = 0
 
-    async def run(self) -> None:
-        try:
-            await self._run()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("topic=%s: the item catalogue reader failed", self.topic)
-            if self.on_fatal is None:
-                raise
-            self.on_fatal(f"the reader of {self.topic} failed: {exc!r} (is STREAMREC_ITEMS_TOPIC a topic with "
-                          f"STREAMREC_EVENTS_PARTITIONS={self.partitions} partitions that this worker may read?)")
+    def after_batch(self) -> None:
+        self.metrics.catalogue_items.set(len(self.catalogue))
 
-    async def _run(self) -> None:
-        await asyncio.to_thread(ensure_topics, self.conn, {self.topic: self.partitions}, 30.0, self.configs)
-        consumer = aio_consumer(self.conn, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-                                fetch_max_wait_ms=50)
-        await consumer.start()
-        try:
-            tps = [TopicPartition(self.topic, i) for i in range(self.partitions)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = {tp.partition: off for tp, off in (await consumer.end_offsets(tps)).items()}
-            positions = {p: 0 for p in ends}
-            started = time.monotonic()
-            while True:
-                batches = await consumer.getmany(timeout_ms=200, max_records=2000)
-                for tp, records in batches.items():
-                    for rec in records:
-                        await self.apply(tp.partition, rec)
-                        positions[tp.partition] = rec.offset + 1
-                self.metrics.catalogue_items.set(len(self.catalogue))
-                if not self.ready.is_set():
-                    if all(positions[p] >= end for p, end in ends.items()):
-                        log.info("item catalogue loaded from %s in %.1f s: %d items", self.topic,
-                                 time.monotonic() - started, len(self.catalogue))
-                        self.ready.set()
-                    elif time.monotonic() - started > self.catchup_s:
-                        log.warning("the item catalogue is still loading after %.0f s; scoring starts", self.catchup_s)
-                        self.ready.set()
-                    else:
-                        # the records before a compacted topic's end may be gone: ask where it is
-                        for tp in tps:
-                            positions[tp.partition] = max(positions[tp.partition], await consumer.position(tp))
-        finally:
-            self.ready.set()
-            await consumer.stop()
+    def caught_up(self, seconds: float) -> None:
+        log.info("item catalogue loaded from %s in %.1f s: %d items", self.topic, seconds, len(self.catalogue))
 
-    async def apply(self, partition: int, rec: Any) -> None:
+    async def apply(self, partition: int, rec: Any) -> int:
         try:
             item = decode_item(rec.value, rec.key)
         except InvalidItem as exc:
@@ -115,7 +67,7 @@ class CatalogueReader:
             else:
                 log.warning("topic=%s partition=%d offset=%d: invalid item record skipped: %s",
                             self.topic, partition, rec.offset, exc)
-            return
+            return 1
         if item is None:
             self.catalogue.remove(rec.key.decode("utf-8", "replace"))
             self.metrics.catalogue_updates.labels("removed").inc()
@@ -124,3 +76,4 @@ class CatalogueReader:
             self.metrics.catalogue_updates.labels("updated").inc()
         if self.ready.is_set() and rec.timestamp:
             self.metrics.catalogue_lag.observe(max(0.0, time.time() - rec.timestamp / 1000.0))
+        return 1

@@ -10,113 +10,50 @@ entries at a time; see :mod:`stream_app.core.sharing` for why each event counts 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiokafka import TopicPartition
-
-from stream_app.broker.topics import ensure_topics
 from stream_app.core.delivery import Output, delivered
 from stream_app.core.metrics import WorkerMetrics
 from stream_app.core.pipeline import Pipeline
 from stream_app.core.sharing import VERSION, BadUpdate, PeerWeights, RankerWeights, decode, encode_weights
-from stream_app.kafka import KafkaConnection, aio_consumer
+from stream_app.kafka import KafkaConnection
+from stream_app.worker.topic_reader import TopicReader
 
 log = logging.getLogger(__name__)
-
-YIELD_EVERY = 2000
-"""Entries applied between two yields to the event loop (so the scorer is never held up long)."""
 
 
 Send = Callable[[bytes, bytes], Awaitable[Output]]
 
 
-class SharedReader:
+class SharedReader(TopicReader):
+    setting = "STREAMREC_SHARED_TOPIC"
+
     def __init__(self, pipeline: Pipeline, conn: KafkaConnection, topic: str, partitions: int,
                  metrics: WorkerMetrics, catchup_s: float = 60.0, worker: str = "",
                  weights_interval_s: float = 10.0) -> None:
+        super().__init__(conn, topic, partitions, catchup_s, fetch_max_wait_ms=20,
+                         max_partition_fetch_bytes=4 * 1024 * 1024)
         self.pipeline = pipeline
-        self.conn = conn
-        self.topic = topic
-        self.partitions = partitions
         self.metrics = metrics
-        self.catchup_s = catchup_s
-        self.ready = asyncio.Event()
-        """Set once the reader has caught up with the topic's end at start (or gave up waiting)."""
         self.applied = 0
         self.duplicates = 0
         self.bad = 0
-        self._since_yield = 0
         self.worker = worker
         self.peers = PeerWeights(worker, max_age_s=max(30.0, 6 * weights_interval_s))
         self._pairs_at = 0
-        self.on_fatal: Callable[[str], None] | None = None
-        """Called when the reader cannot go on (the worker must stop: serving without the group's item
-        knowledge would quietly recommend worse); None: the error is raised."""
 
-    async def wait_ready(self) -> None:
-        await self.ready.wait()
+    def positions(self) -> dict[int, int]:
+        return self.pipeline.shared_positions  # checkpointed with the state it produced
 
-    async def run(self) -> None:
-        try:
-            await self._run()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("topic=%s: the shared item knowledge reader failed", self.topic)
-            if self.on_fatal is None:
-                raise
-            self.on_fatal(f"the reader of {self.topic} failed: {exc!r} (is STREAMREC_SHARED_TOPIC a topic with "
-                          f"STREAMREC_EVENTS_PARTITIONS={self.partitions} partitions that this worker may read?)")
+    def caught_up(self, seconds: float) -> None:
+        log.info("shared item knowledge caught up in %.1f s: %d events learned, %d already known",
+                 seconds, self.applied, self.duplicates)
 
-    async def _run(self) -> None:
-        await asyncio.to_thread(ensure_topics, self.conn, {self.topic: self.partitions})
-        consumer = aio_consumer(self.conn, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-                                fetch_max_wait_ms=20, max_partition_fetch_bytes=4 * 1024 * 1024)
-        await consumer.start()
-        try:
-            tps = [TopicPartition(self.topic, i) for i in range(self.partitions)]
-            consumer.assign(tps)
-            positions = self.pipeline.shared_positions
-            for tp in tps:
-                at = positions.get(tp.partition)
-                if at is None:
-                    await consumer.seek_to_beginning(tp)
-                else:
-                    consumer.seek(tp, at)
-            ends = {tp.partition: off for tp, off in (await consumer.end_offsets(tps)).items()}
-            started = time.monotonic()
-            log.info("shared item knowledge: reading %s from %s, catching up to %s", self.topic,
-                     {p: positions.get(p, "start") for p in range(self.partitions)}, ends)
-            while True:
-                batches = await consumer.getmany(timeout_ms=200, max_records=500)
-                for tp, records in batches.items():
-                    for rec in records:
-                        await self.apply(tp.partition, rec)
-                if not self.ready.is_set():
-                    self._check_caught_up(ends, started)
-        finally:
-            self.ready.set()
-            await consumer.stop()
-
-    def _check_caught_up(self, ends: dict[int, int], started: float) -> None:
-        positions = self.pipeline.shared_positions
-        behind = {p: end - positions.get(p, 0) for p, end in ends.items() if positions.get(p, 0) < end}
-        if not behind:
-            log.info("shared item knowledge caught up in %.1f s: %d events learned, %d already known",
-                     time.monotonic() - started, self.applied, self.duplicates)
-            self.ready.set()
-        elif time.monotonic() - started > self.catchup_s:
-            log.warning("shared item knowledge is still %s records behind after %.0f s "
-                        "(STREAMREC_SHARED_CATCHUP_S); scoring starts, the rest is learned while it runs",
-                        sum(behind.values()), self.catchup_s)
-            self.ready.set()
-
-    async def apply(self, partition: int, rec: Any) -> None:
-        """Learn one record (skip and count a malformed one), then move the position past it."""
+    async def apply(self, partition: int, rec: Any) -> int:
+        """Learn one record (skip and count a malformed one); the reader then moves past it."""
         self.metrics.shared_bytes.labels("in").inc(len(rec.value or b""))
         try:
             up = decode(rec.value or b"")
@@ -124,26 +61,21 @@ class SharedReader:
             self.bad += 1
             self.metrics.shared_bad.inc()
             log.warning("topic=%s partition=%d offset=%d: skipped a record: %s", self.topic, partition, rec.offset, exc)
-        else:
-            if isinstance(up, RankerWeights):
-                self.peers.take(up, time.monotonic())
-                self.pipeline.shared_positions[partition] = rec.offset + 1
-                return
-            n = self.pipeline.apply_shared(up)
-            dup = len(up.entries) - n
-            self.applied += n
-            self.duplicates += dup
-            if n:
-                self.metrics.shared_entries.labels("applied").inc(n)
-            if dup:
-                self.metrics.shared_entries.labels("duplicate").inc(dup)
-            if self.ready.is_set():
-                self.metrics.shared_lag.observe(max(0.0, time.time() - up.sent_at))
-            self._since_yield += len(up.entries)
-        self.pipeline.shared_positions[partition] = rec.offset + 1
-        if self._since_yield >= YIELD_EVERY:
-            self._since_yield = 0
-            await asyncio.sleep(0)
+            return 1
+        if isinstance(up, RankerWeights):
+            self.peers.take(up, time.monotonic())
+            return 1
+        n = self.pipeline.apply_shared(up)
+        dup = len(up.entries) - n
+        self.applied += n
+        self.duplicates += dup
+        if n:
+            self.metrics.shared_entries.labels("applied").inc(n)
+        if dup:
+            self.metrics.shared_entries.labels("duplicate").inc(dup)
+        if self.ready.is_set():
+            self.metrics.shared_lag.observe(max(0.0, time.time() - up.sent_at))
+        return max(1, len(up.entries))
 
     async def share_weights(self, send: Send) -> None:
         """Publish this worker's reranker weights, then take the average of the group's (see

@@ -57,6 +57,8 @@ def test_an_unavailable_item_is_never_recommended_once_its_update_is_consumed(pi
     with EventProducer(topic=pipeline.events, connection=None, bootstrap=kafka) as prod:
         t0 = time.time()
         prod.send_item({"item_id": HOT, "available": False, "category": "c-1"}, topic=pipeline.items)
+        for k in range(0, 60, 3):  # a third of the other items in a category of their own
+            prod.send_item({"item_id": f"i-{k}", "category": "c-2"}, topic=pipeline.items)
         prod.send_raw(HOT.encode(), b'{"item_id": "i-hot", "price": -1}', topic=pipeline.items)  # invalid
         prod.flush()
         # events keep streaming while the update travels
@@ -65,9 +67,9 @@ def test_an_unavailable_item_is_never_recommended_once_its_update_is_consumed(pi
                 prod.send(ev)
             prod.flush()
             time.sleep(0.05)
-    applied = wait_metric(w, "streamrec_catalogue_updates_total", 1, outcome="updated")
+    applied = wait_metric(w, "streamrec_catalogue_updates_total", 21, outcome="updated")
     t_seen = time.time()
-    assert applied >= 1, w.log_tail()
+    assert applied >= 21, w.log_tail()
     msgs = pushed(kafka, pipeline.recommendations, 2500)
     assert len(msgs) >= 2500
     after = [m for m in msgs if m["generated_at"] > t_seen]
@@ -86,6 +88,11 @@ def test_an_unavailable_item_is_never_recommended_once_its_update_is_consumed(pi
     # on request too
     status, body = w.get("/users/u-1/recommendations?fresh=true&n=20")
     assert status == 200 and HOT not in [i["item_id"] for i in orjson.loads(body)["items"]]
+    # and a category filter keeps only that category's items, on every request endpoint
+    for path in ("/users/u-1/recommendations?fresh=true&n=5&category=c-2", "/items/i-1/similar?n=5&category=c-2"):
+        status, body = w.get(path)
+        got = [i["item_id"] for i in orjson.loads(body)["items"]]
+        assert status == 200 and len(got) == 5 and all(int(i.split("-")[1]) % 3 == 0 for i in got), (path, got)
 
     # a restarted worker loads the catalogue before it scores its first event
     w.stop()

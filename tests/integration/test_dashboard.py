@@ -123,7 +123,7 @@ def test_dashboard_json_access_and_browser_rendering(pipeline, workers, tmp_path
     assert w.get("/api/stats", {"Authorization": "Bearer \xff\xfe"})[0] == 401
     assert w.get("/dashboard", {"Authorization": "\xff"})[0] == 401
     assert w.get("/api/stats?scope=nonsense", AUTH)[0] == 400
-    assert w.get("/metrics")[0] == 200 and w.get("/health")[0] == 200
+    assert w.get("/metrics")[0] == 200 and w.get("/health")[0] == 200 and w.get("/ready")[0] == 200
     status, script = w.get("/dashboard/dashboard.js")
     assert status == 200 and b"/api/stats" in script and b"http" not in script.replace(b"/api/stats", b"")
 

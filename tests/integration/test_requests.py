@@ -135,6 +135,13 @@ def test_recommendations_on_request(pipeline, workers, kafka):
     status, similar = ans.get(owner, "/items/{item_id}/similar", "/items/q/similar?n=4")
     assert status == 200 and items(similar)[0] == "z" and similar["items"][0]["source"] == "cooccurrence"
     assert similar["known"] is True and "q" not in items(similar) and len(similar["items"]) == 4
+    status, explained = ans.get(other, "/users/{user_id}/recommendations", fresh_path + "&n=3&explain=true")
+    assert status == 200 and len(explained["items"]) == 3
+    for it in explained["items"]:  # why each item is there: its sources, and contributions adding up to its score
+        assert it["source"] in it["explain"]["sources"]
+        assert abs(sum(it["explain"]["contributions"].values()) - it["score"]) < 1e-3
+    status, explained = ans.post(owner, "/recommend", "/recommend", {"items": ["a", "q"], "n": 2, "explain": True})
+    assert status == 200 and all("explain" in it for it in explained["items"])
 
     # 4. bad parameters: 400 with a reason, from either worker
     bad_gets = [("/users/{user_id}/recommendations", f"/users/{user}/recommendations?fresh=true&n={v}")
@@ -155,7 +162,7 @@ def test_recommendations_on_request(pipeline, workers, kafka):
     status, doc = ans.get(owner, "/users/{user_id}/recommendations", "/users/nobody/recommendations")
     assert status == 404 and doc["error"]
     for template, path in [("/users/{user_id}/state", f"/users/{user}/state"), ("/health", "/health"),
-                           ("/api/stats", "/api/stats")]:
+                           ("/ready", "/ready"), ("/api/stats", "/api/stats")]:
         assert ans.get(owner, template, path)[0] == 200
 
     # 5. every pushed message carries its own recommendation_id

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from stream_app.ops.bench.catalog import run_catalog
-from stream_app.ops.bench.procs import ROOT, delete_topics
+from stream_app.ops.bench.procs import ROOT, delete_topics, local_broker
 from stream_app.ops.bench.requests import measure_requests
 from stream_app.settings import Settings
 
@@ -76,19 +76,6 @@ def _machine() -> dict[str, Any]:
     except Exception:
         pass
     return info
-
-
-def _ensure_broker(settings: Settings, log: Callable[[str], None]) -> bool:
-    """Make sure a broker answers at ``settings.broker``; start the local one if not. True if started here."""
-    from stream_app import broker
-    from stream_app.broker.topics import probe
-
-    if probe(settings.kafka_connection(), 3.0) is not None:
-        return False
-    host, port = settings.broker_host_port
-    log(f"no broker at {settings.bootstrap}; starting the local one")
-    broker.up(host, port, settings.kafka_data_dir, settings.kafka_cache_dir, {}, timeout=180)
-    return True
 
 
 def _config(quick: bool, items: Sequence[int] | None, events: int | None, users: int | None,
@@ -141,21 +128,17 @@ def _report_head(settings: Settings, cfg: dict[str, Any], quick: bool, command: 
 def _run_catalogs(settings: Settings, cfg: dict[str, Any], head: int, log: Callable[[str], None]) -> dict[str, Any]:
     """Each catalogue size's section, keyed by its size; the run's topics and files are removed after."""
     run = uuid.uuid4().hex[:8]
-    started_broker = _ensure_broker(settings, log)
     work = Path(tempfile.mkdtemp(prefix=f"streamrec-bench-{run}-"))
-    try:
-        catalogs: dict[str, Any] = {}
-        for n in cfg["items"]:
-            catalogs[str(n)] = run_catalog(settings, run, n, cfg, n == head, work, log)
-        h = catalogs[str(head)]  # fresh lists on request while events stream at half the maximum rate
-        h["requests"] = measure_requests(settings, run, head, h["events_per_s"] * 0.5, cfg, work, log)
-    finally:
-        delete_topics(settings.kafka_connection(), f"bench-{run}-")
-        shutil.rmtree(work, ignore_errors=True)
-        if started_broker:
-            from stream_app import broker
-
-            broker.down(settings.kafka_data_dir)
+    catalogs: dict[str, Any] = {}
+    with local_broker(settings, log):
+        try:
+            for n in cfg["items"]:
+                catalogs[str(n)] = run_catalog(settings, run, n, cfg, n == head, work, log)
+            h = catalogs[str(head)]  # fresh lists on request while events stream at half the maximum rate
+            h["requests"] = measure_requests(settings, run, head, h["events_per_s"] * 0.5, cfg, work, log)
+        finally:
+            delete_topics(settings.kafka_connection(), f"bench-{run}-")
+            shutil.rmtree(work, ignore_errors=True)
     return catalogs
 
 

@@ -15,6 +15,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +46,25 @@ class Names(TopicNames):
 
     def topics(self, partitions: int) -> dict[str, int]:
         return {**super().topics(partitions), self.passthrough: partitions}
+
+
+@contextmanager
+def local_broker(settings: Settings, log: Callable[[str], None]) -> Iterator[None]:
+    """A broker at ``settings.broker`` for the block: the one that answers there, or the local one
+    started here when none does (and stopped again at the end)."""
+    from stream_app import broker
+    from stream_app.broker.topics import probe
+
+    if probe(settings.kafka_connection(), 3.0) is not None:
+        yield
+        return
+    host, port = settings.broker_host_port
+    log(f"no broker at {settings.bootstrap}; starting the local one")
+    broker.up(host, port, settings.kafka_data_dir, settings.kafka_cache_dir, {}, timeout=180)
+    try:
+        yield
+    finally:
+        broker.down(settings.kafka_data_dir)
 
 
 def delete_topics(kafka: KafkaTarget, prefix: str) -> None:

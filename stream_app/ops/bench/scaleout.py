@@ -22,22 +22,9 @@ from typing import Any
 import orjson
 
 from stream_app.data.synthetic import generate
-from stream_app.ops.bench.procs import delete_topics
+from stream_app.ops.bench.procs import delete_topics, local_broker
 from stream_app.ops.scaleout import run_group
 from stream_app.settings import Settings
-
-
-def _broker(settings: Settings, log: Callable[[str], None]) -> bool:
-    """A broker at ``settings.broker``, started here when none answers (True if so)."""
-    from stream_app import broker
-    from stream_app.broker.topics import probe
-
-    if probe(settings.kafka_connection(), 3.0) is not None:
-        return False
-    host, port = settings.broker_host_port
-    log(f"no broker at {settings.bootstrap}; starting the local one")
-    broker.up(host, port, settings.kafka_data_dir, settings.kafka_cache_dir, {}, timeout=180)
-    return True
 
 
 def run_scaleout(settings: Settings, out: Path, groups: Sequence[int] = (1, 2, 4), events: int = 40_000,
@@ -53,26 +40,23 @@ def run_scaleout(settings: Settings, out: Path, groups: Sequence[int] = (1, 2, 4
                    "partitions": settings.events_partitions},
         "runs": [],
     }
-    started_broker = _broker(settings, log)
     tag = f"scaleout-{uuid.uuid4().hex[:8]}"
     work = Path(tempfile.mkdtemp(prefix="streamrec-scaleout-"))
-    try:
-        for n in groups:
-            for share in (True, False):
-                log(f"{n} worker(s), sharing {'on' if share else 'off'}: {events} events")
-                run = run_group(settings.kafka_connection(), work / f"{n}-{share}", stream, n, share=share,
-                                partitions=settings.events_partitions, timeout=900, tag=tag)
-                row = run.summary()
-                log(f"  NDCG@10 {row['ndcg@10']}, HR@10 {row['hr@10']}, {row['events_per_s']} events/s, "
-                    f"shared bytes/event out {row['shared_bytes_out_per_event']} in {row['shared_bytes_in_per_event']}")
-                report["runs"].append(row)
-    finally:
-        delete_topics(settings.kafka_connection(), f"{tag}-")
-        shutil.rmtree(work, ignore_errors=True)
-        if started_broker:
-            from stream_app import broker
-
-            broker.down(settings.kafka_data_dir)
+    with local_broker(settings, log):
+        try:
+            for n in groups:
+                for share in (True, False):
+                    log(f"{n} worker(s), sharing {'on' if share else 'off'}: {events} events")
+                    run = run_group(settings.kafka_connection(), work / f"{n}-{share}", stream, n, share=share,
+                                    partitions=settings.events_partitions, timeout=900, tag=tag)
+                    row = run.summary()
+                    log(f"  NDCG@10 {row['ndcg@10']}, HR@10 {row['hr@10']}, {row['events_per_s']} events/s, "
+                        f"shared bytes/event out {row['shared_bytes_out_per_event']} "
+                        f"in {row['shared_bytes_in_per_event']}")
+                    report["runs"].append(row)
+        finally:
+            delete_topics(settings.kafka_connection(), f"{tag}-")
+            shutil.rmtree(work, ignore_errors=True)
     base = {r["share_items"]: r["ndcg@10"] for r in report["runs"] if r["workers"] == groups[0]}
     for r in report["runs"]:
         one = base.get(r["share_items"])
@@ -85,10 +69,13 @@ def run_scaleout(settings: Settings, out: Path, groups: Sequence[int] = (1, 2, 4
 
 def scaleout_table(report: dict[str, Any]) -> str:
     """The report as a Markdown table (what the command prints)."""
-    lines = ["| workers | sharing | NDCG@10 | vs fewest workers | HR@10 | events/s | shared B/event out, in |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| workers | sharing | NDCG@10 | vs fewest workers | HR@10 | events/s | shared B/event out, in "
+             "| shared lag p50, p99 (ms) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in report["runs"]:
+        lag = r.get("shared_lag_ms") or {}
+        lag_text = ", ".join("–" if lag.get(q) is None else f"≤{lag[q]:.0f}" for q in ("p50", "p99"))
         lines.append(f"| {r['workers']} | {'on' if r['share_items'] else 'off'} | {r['ndcg@10']:.4f} | "
                      f"{r['ndcg_vs_first_group']} | {r['hr@10']:.4f} | {r['events_per_s']:.0f} | "
-                     f"{r['shared_bytes_out_per_event']}, {r['shared_bytes_in_per_event']} |")
+                     f"{r['shared_bytes_out_per_event']}, {r['shared_bytes_in_per_event']} | {lag_text} |")
     return "\n".join(lines)

@@ -141,7 +141,8 @@ def test_workers_are_a_statefulset_with_a_volume_each_and_probes_on_real_endpoin
     port = int(env["STREAMREC_WEB_PORT"]["value"])
     named = {p["name"]: p["containerPort"] for p in worker["ports"]}
     paths = open_paths()
-    assert {"/health", "/metrics"} <= paths
+    assert {"/health", "/ready", "/metrics"} <= paths
+    assert worker["readinessProbe"]["httpGet"]["path"] == "/ready"
     for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
         probe = worker[kind]["httpGet"]
         assert probe["path"] in paths, f"{kind} asks {probe['path']}, not an open endpoint ({sorted(paths)})"

@@ -29,6 +29,10 @@ VALID = [
     {**BASE, "user_id": "u" * 128},
     {**BASE, "price": None, "session_id": None},
     {**BASE, "item_id": "ünïcödé-✓"},
+    {**BASE, "type": "impression", "shown_items": ["i-7", "i-8"], "recommendation_id": "r-1"},
+    {**BASE, "type": "dislike"}, {**BASE, "type": "hide", "recommendation_id": "r-2"},
+    {**BASE, "recommendation_id": None, "shown_items": None},
+    {**BASE, "shown_items": ["i-1"]},  # allowed on any type, read only on impressions
 ]
 INVALID = [
     {},
@@ -44,6 +48,11 @@ INVALID = [
     {**BASE, "ts": "yesterday"}, {**BASE, "ts": True}, {**BASE, "ts": None},
     {**BASE, "price": -0.01}, {**BASE, "price": "9.99"},
     {**BASE, "session_id": 3}, {**BASE, "session_id": "s" * 129},
+    {**BASE, "type": "impression"}, {**BASE, "type": "impression", "shown_items": None},
+    {**BASE, "type": "impression", "shown_items": []}, {**BASE, "type": "impression", "shown_items": "i-7"},
+    {**BASE, "type": "impression", "shown_items": ["i-1", ""]},
+    {**BASE, "type": "impression", "shown_items": [f"i-{k}" for k in range(101)]},
+    {**BASE, "recommendation_id": ""}, {**BASE, "recommendation_id": 7}, {**BASE, "type": "Dislike"},
 ]
 RAW_INVALID = [
     b"", b"null", b"[]", b"42", b'"str"', b"{", b"\xff\xfe\xfd", b"{'single': 'quotes'}",

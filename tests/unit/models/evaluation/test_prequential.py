@@ -96,6 +96,37 @@ def test_retrain_hook_installs_new_deep_model():
         evaluate(events, systems, retrain_every=5, progress=False)
 
 
+def test_rules_filter_every_list_as_the_worker_does():
+    """With a rule excluding a category, no system is credited for an item of it; the cap is honoured."""
+    from models.filters.catalogue import ItemCatalogue
+    from models.filters.rules import ListFilter, Rules
+    from schemas.items import Item
+
+    def rules(**kw) -> ListFilter:
+        cat = ItemCatalogue()
+        for item in "abcd":
+            cat.update(Item(item, category="walk"))
+        cat.update(Item("z", category="distractor"))
+        return ListFilter(cat, Rules(**kw))
+
+    events = chain_events()
+    systems = lambda: {"popularity": PopularityRecommender(), "cooccurrence": CooccurrenceRecommender()}  # noqa: E731
+    plain = evaluate(events, systems(), progress=False, list_filter=rules())
+    hidden = evaluate(events, systems(), progress=False, list_filter=rules(exclude_categories=frozenset({"walk"})))
+    capped = evaluate(events, systems(), progress=False, list_filter=rules(max_per_category=1))
+    assert plain["systems"]["cooccurrence"]["hr@10"] > 0.3
+    for name in ("popularity", "cooccurrence"):
+        # every judged target is an item of the hidden category: nothing can be credited
+        assert hidden["systems"][name]["hr@10"] == 0.0
+        assert hidden["systems"][name]["categories@10"] <= 1.0  # only the distractor is left
+        assert 1.0 <= capped["systems"][name]["categories@10"] <= 2.0
+        assert capped["systems"][name]["hr@10"] <= plain["systems"][name]["hr@10"]
+    # one item per category: popularity's list is z and the most popular walk item, so it misses
+    # every target but that one
+    assert capped["systems"]["popularity"]["hr@10"] < plain["systems"]["popularity"]["hr@10"]
+    assert "categories@10" not in evaluate(events, systems(), progress=False)["systems"]["popularity"]
+
+
 def test_read_movielens_rejects_other_files(tmp_path):
     bad = tmp_path / "x.csv"
     bad.write_text("user,item\n1,2\n")

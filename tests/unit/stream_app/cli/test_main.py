@@ -28,6 +28,7 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         (["train", "--every", "soon"], "not a duration"),
         (["train", "--device", "tpu"], "cpu or cuda"),
         (["eval", "--dataset", "nope.csv", "--format", "movielens", "--out", "x.json"], "nope.csv"),
+        (["eval", "--synthetic", "1000", "--rules", "nope.json", "--out", "x.json"], "nope.json"),
         (["frobnicate"], "No such command"),
         (["model", "promote", "../../etc"], "version"),
         (["bench", "--out", "x.json", "--scaleout", "1,two"], "--scaleout"),

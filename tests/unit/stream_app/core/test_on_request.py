@@ -169,3 +169,36 @@ def test_the_pushed_message_keeps_its_fields_and_takes_a_given_id():
                         "latency_ms", "purchase_probability", "return_probability"}
     ids = RecommendationIds()
     assert len({ids() for _ in range(1000)}) == 1000
+
+
+def test_a_category_keeps_only_its_items_from_every_endpoint():
+    from schemas.items import Item
+
+    s = warmed()
+    cat = s.pipeline.filter.catalogue
+    cat.update(Item("c", category="shoes"))
+    for k in (1, 3, 5):
+        cat.update(Item(f"p{k}", category="shoes"))
+    cat.update(Item("b", category="hats"))
+    r = OnRequest(s.pipeline)
+    for ans in (r.for_user("w1", s.state("w1"), 5, category="shoes"),
+                r.for_session(["a"], 5, category="shoes"), r.similar("a", 5, category="shoes")):
+        got = [i["item_id"] for i in ans["items"]]
+        assert got and all(cat.category(i) == "shoes" for i in got), got
+    assert "b" in [i["item_id"] for i in r.for_session(["a"], 5)["items"]]  # hats are not gone for good
+    assert r.for_session(["a"], 5, category="nothing-here")["items"] == []
+
+
+def test_explain_gives_each_items_sources_and_contributions_that_add_up_to_its_score():
+    s = warmed()
+    r = OnRequest(s.pipeline)
+    ans = r.for_session(["a"], 5, explain=True)
+    assert ans["items"]
+    for item in ans["items"]:
+        why = item["explain"]
+        assert item["source"] in why["sources"]
+        assert abs(sum(why["contributions"].values()) - item["score"]) < 1e-4, item
+    assert "explain" not in r.for_session(["a"], 5)["items"][0]
+    assert all(i["explain"]["sources"] == [i["source"]] for i in r.similar("a", 3, explain=True)["items"])
+    # explaining leaves no trace in the impression memory
+    assert ANONYMOUS not in s.pipeline.ranker.memory

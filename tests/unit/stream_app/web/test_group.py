@@ -6,6 +6,9 @@ import random
 
 import pytest
 
+from models.base import UserContext
+from schemas import Event
+from stream_app.core.live import LiveQuality
 from stream_app.core.stats import Reading, StatsCollector
 from stream_app.web.group import merge_quality, merge_series, peer_part
 
@@ -63,12 +66,37 @@ def test_nothing_to_merge():
     g = merge_series([])
     assert g["t"] == [] and g["lag"] == {}
     assert merge_quality([]) == {"judged": 0, "hr@10": None, "ndcg@10": None, "ctr": None, "conversion": None,
-                                 "returning_rate": None}
+                                 "returning_rate": None, "clicks": 0, "purchases": 0, "events": 0}
 
 
 def test_quality_is_weighted_by_lists_judged():
     q = merge_quality([{"judged": 90, "hr@10": 0.1, "ctr": 0.5}, {"judged": 10, "hr@10": 0.9, "ctr": 0.0}])
     assert q["judged"] == 100 and q["hr@10"] == pytest.approx(0.18) and q["ctr"] == pytest.approx(0.45)
+
+
+def test_each_figure_is_weighted_by_its_own_denominator():
+    a, b = LiveQuality(), LiveQuality()
+    a.shown("u1", ["x"], ts=0.0)
+    a.observe(UserContext("u1"), Event("e1", "u1", "x", "click", 1.0))  # a click on the list
+    a.shown("u2", ["x"], ts=0.0)
+    a.observe(UserContext("u2"), Event("e2", "u2", "y", "view", 1.0))
+    a.shown("u3", ["x"], ts=0.0)
+    a.observe(UserContext("u3"), Event("e3", "u3", "z", "view", 1.0))
+    b.shown("u4", ["x"], ts=0.0)
+    for n in range(3):  # three clicks off the list
+        b.observe(UserContext("u4", last_ts=1.0), Event(f"f{n}", "u4", "y", "click", 2.0))
+    together = LiveQuality()
+    for users, events in ((("u1", "u2", "u3"), [("u1", "x", "click", None), ("u2", "y", "view", None),
+                                                 ("u3", "z", "view", None)]),
+                          (("u4",), [("u4", "y", "click", 1.0)] * 3)):
+        for u in users:
+            together.shown(u, ["x"], ts=0.0)
+        for n, (u, item, typ, last) in enumerate(events):
+            together.observe(UserContext(u, last_ts=last), Event(f"{u}-{n}", u, item, typ, 2.0))
+    merged, exact = merge_quality([a.snapshot(), b.snapshot()]), together.snapshot()
+    for name in ("hr@10", "ndcg@10", "ctr", "conversion", "returning_rate"):
+        assert merged[name] == pytest.approx(exact[name], abs=1e-6), name
+    assert merged["ctr"] == pytest.approx(0.25)  # 1 of 4 clicks was on a list; weighted by lists judged: 0.5
 
 
 def test_a_burst_is_counted_once_whatever_the_sampling_phase():
