@@ -55,7 +55,7 @@ lint: install
 	$(BIN)/mypy
 
 test: install browser prometheus helm lint
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" --durations=25
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit stream_app models schemas

@@ -124,7 +124,10 @@ def wait_split(ws: Sequence[WorkerProc], n: int, timeout: float = 90) -> list[se
         if len(got) == len(ws) and sum(len(p) for p in got) == n and set().union(*got) == set(range(n)):
             return got
         time.sleep(0.5)
-    raise RuntimeError(f"the partitions never split across the {len(ws)} workers: {parts}")
+    idle = [f"{w.name} ({'running' if w.alive else 'exited'}):\n{w.log_tail(20)}"
+            for w, got in zip(ws, parts) if not got]
+    raise RuntimeError(f"the partitions never split across the {len(ws)} workers within {timeout:.0f} s: "
+                       f"{parts}\n" + "\n".join(idle))
 
 
 def wait_item_events(ws: Sequence[WorkerProc], expect: int, timeout: float = 30) -> list[float]:
@@ -148,7 +151,7 @@ def run_group(kafka: KafkaTarget, root: Path, events: Sequence[dict[str, Any]], 
     try:
         for w in ws:
             w.start()
-        wait_split(ws, partitions)
+        wait_split(ws, partitions, timeout=60.0 + 45.0 * n)  # n workers rebalance on shared cores
         t0 = time.perf_counter()
         send_events(kafka, pipe.events, events)
         recs = read_records(kafka, pipe.recommendations, len(events), timeout=timeout)

@@ -3,8 +3,9 @@
 :func:`check` runs before a worker is built: on a Faust whose internals differ from what this
 module knows (faust-streaming 0.15.x), the worker refuses to start with one line instead of
 misbehaving later. The RocksDB store accessors (:func:`rocks_db`, :func:`open_rocks_db`) serve
-the state backend; the rest are two fixes to the offset handling of Faust's consumer: commit
-nothing that is not processed, and rewind partitions that have no committed offset yet.
+the state backend; the rest are fixes to Faust's consumer: commit nothing that is not processed,
+rewind partitions that have no committed offset yet, and keep its stall check from crashing on a
+partition whose position is not known yet (see :func:`_install_stall_check_fix`).
 
 **Rewind.** During a rebalance Faust discards records it has already taken from the Kafka client
 and relies on "seek to the committed offset" to fetch them again. The client skips that seek when
@@ -80,12 +81,14 @@ def _needed() -> list[tuple[Any, str, tuple[str, ...]]]:
     """``(class, method, instance attributes its __init__ sets)`` for every internal used here."""
     from faust.stores.rocksdb import Store
     from faust.transport.consumer import Consumer, ThreadDelegateConsumer
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
     return [
         (Consumer, "_filter_committable_offsets",
          ("_committed_offset", "_acked", "_gap", "_unacked_messages", "_read_offset")),
         (ThreadDelegateConsumer, "seek_to_committed", ("_thread",)),
         (Store, "_db_for_partition", ("_dbs",)),
+        (AIOKafkaConsumerThread, "verify_event_path", ()),
     ]
 
 
@@ -218,8 +221,28 @@ def _install_rewind(consumer_cls: Any) -> None:
     consumer_cls.seek_to_committed = seek_to_committed
 
 
+def _install_stall_check_fix(thread_cls: Any) -> None:
+    """Faust's stall detector (``verify_event_path``, every few seconds per partition) reads the
+    partition's fetch position, which aiokafka asserts is known. A partition assigned in a
+    rebalance has none until its offset is looked up, and the ``AssertionError`` crashed the
+    consumer and stopped the worker (seen with four workers joining a group at once). A partition
+    without a position cannot have stalled yet: the check skips it until the next round."""
+    original = thread_cls.verify_event_path
+    if getattr(original, "_streamrec_guard", False):
+        return
+
+    def verify_event_path(self: Any, now: float, tp: Any) -> None:
+        try:
+            original(self, now, tp)
+        except AssertionError:  # aiokafka's "position is not None": the partition is being reset
+            log.debug("%s: no fetch position yet; the stall check skips it this round", tp)
+
+    verify_event_path._streamrec_guard = True  # type: ignore[attr-defined]
+    thread_cls.verify_event_path = verify_event_path
+
+
 def install(stream_topics: Collection[str] = (), app: Any = None, metrics: WorkerMetrics | None = None) -> bool:
-    """Install both fixes (once per process); True if they were installed now.
+    """Install the fixes (once per process); True if they were installed now.
 
     ``stream_topics``: the topics whose partitions are rewound to their first offset when they
     have no committed offset (the events topic; later calls add to the set). Commits held back
@@ -234,6 +257,9 @@ def install(stream_topics: Collection[str] = (), app: Any = None, metrics: Worke
     if getattr(original, "_streamrec_guard", False):
         return False
     _install_rewind(ThreadDelegateConsumer)
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    _install_stall_check_fix(AIOKafkaConsumerThread)
 
     def known_committed(self: Any, tp: Any, remembered: dict[Any, int]) -> int | None:
         committed: int | None = self._committed_offset.get(tp)

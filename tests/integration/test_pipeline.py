@@ -87,6 +87,26 @@ def test_valid_events_get_one_recommendation_each_and_invalid_go_to_dlq(pipeline
     assert status == 200 and orjson.loads(body)["user_id"] == "u-1"
     assert w.get("/users/nobody/state")[0] == 404
 
+    # feedback: the user hides an item of the last list, then reports what the client showed
+    last = [i["item_id"] for i in orjson.loads(body)["items"]]
+    t = max(e["ts"] for e in valid) + 1
+    hide = {**event(900, "u-1", last[0], "hide"), "ts": t}
+    shown = {**event(901, "u-1", last[1], "impression"), "ts": t + 1, "shown_items": last[1:4],
+             "recommendation_id": orjson.loads(body)["recommendation_id"]}
+    clicks = [{**event(902 + k, "u-1", f"i-{k}", "view"), "ts": t + 2 + k} for k in range(3)]
+    send_events(pipeline.bootstrap, pipeline.events, [hide, shown, *clicks])
+    recs = read_all(pipeline.bootstrap, pipeline.recommendations, len(valid) + 5, timeout=60)
+    ids = {e["event_id"] for e in (hide, shown, *clicks)}
+    after = {m["event_id"]: m for m in (orjson.loads(r.value) for r in recs) if m["event_id"] in ids}
+    assert len(recs) == len(valid) + 5 and set(after) == ids  # one message per event, feedback too
+    for msg in after.values():
+        assert last[0] not in [i["item_id"] for i in msg["items"]]
+    state = orjson.loads(w.get("/users/u-1/state")[1])
+    assert state["hidden"] == [last[0]] and state["counts"]["view"] == expected["view"] + 3
+    assert sum(state["counts"].values()) == sum(expected.values()) + 3  # feedback is not counted
+    status, fresh = w.get("/users/u-1/recommendations?fresh=true&n=50")
+    assert status == 200 and last[0] not in [i["item_id"] for i in orjson.loads(fresh)["items"]]
+
 
 def test_kill9_mid_stream_loses_and_duplicates_nothing(pipeline, workers):
     rng = random.Random(2)

@@ -47,8 +47,13 @@ def run_scaleout(settings: Settings, out: Path, groups: Sequence[int] = (1, 2, 4
             for n in groups:
                 for share in (True, False):
                     log(f"{n} worker(s), sharing {'on' if share else 'off'}: {events} events")
-                    run = run_group(settings.kafka_connection(), work / f"{n}-{share}", stream, n, share=share,
-                                    partitions=settings.events_partitions, timeout=900, tag=tag)
+                    try:
+                        run = run_group(settings.kafka_connection(), work / f"{n}-{share}", stream, n, share=share,
+                                        partitions=settings.events_partitions, timeout=900, tag=tag)
+                    except RuntimeError as exc:  # reported, and the other group sizes still run
+                        log(f"  failed: {exc}")
+                        report["runs"].append({"workers": n, "share_items": share, "error": str(exc)[:2000]})
+                        continue
                     row = run.summary()
                     log(f"  NDCG@10 {row['ndcg@10']}, HR@10 {row['hr@10']}, {row['events_per_s']} events/s, "
                         f"shared bytes/event out {row['shared_bytes_out_per_event']} "
@@ -57,10 +62,10 @@ def run_scaleout(settings: Settings, out: Path, groups: Sequence[int] = (1, 2, 4
         finally:
             delete_topics(settings.kafka_connection(), f"{tag}-")
             shutil.rmtree(work, ignore_errors=True)
-    base = {r["share_items"]: r["ndcg@10"] for r in report["runs"] if r["workers"] == groups[0]}
+    base = {r["share_items"]: r["ndcg@10"] for r in report["runs"] if r["workers"] == groups[0] and "error" not in r}
     for r in report["runs"]:
         one = base.get(r["share_items"])
-        r["ndcg_vs_first_group"] = round(r["ndcg@10"] / one, 3) if one else None
+        r["ndcg_vs_first_group"] = round(r["ndcg@10"] / one, 3) if one and "error" not in r else None
     report["seconds"] = round(time.time() - started, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
@@ -73,6 +78,10 @@ def scaleout_table(report: dict[str, Any]) -> str:
              "| shared lag p50, p99 (ms) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in report["runs"]:
+        if "error" in r:
+            lines.append(f"| {r['workers']} | {'on' if r['share_items'] else 'off'} | failed: "
+                         f"{r['error'].splitlines()[0][:80]} | | | | | |")
+            continue
         lag = r.get("shared_lag_ms") or {}
         lag_text = ", ".join("–" if lag.get(q) is None else f"≤{lag[q]:.0f}" for q in ("p50", "p99"))
         lines.append(f"| {r['workers']} | {'on' if r['share_items'] else 'off'} | {r['ndcg@10']:.4f} | "

@@ -102,3 +102,19 @@ def test_the_start_check_refuses_another_faust_version(monkeypatch):
     monkeypatch.setattr(faust, "__version__", "0.16.0")
     with pytest.raises(faust_internals.FaustVersionError, match=r"faust-streaming 0\.16\.0 is not supported"):
         faust_internals.check()
+
+
+def test_the_stall_check_skips_a_partition_without_a_position_instead_of_crashing():
+    from types import SimpleNamespace
+
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    from stream_app.worker import faust_internals
+
+    faust_internals.install()
+
+    def no_position(now, tp):
+        raise AssertionError  # what aiokafka's TopicPartitionState.position raises during a reset
+
+    thread = SimpleNamespace(_verify_aiokafka_event_path=no_position)
+    assert AIOKafkaConsumerThread.verify_event_path(thread, 0.0, ("events", 0)) is None
