@@ -70,10 +70,15 @@ def test_an_unavailable_item_is_never_recommended_once_its_update_is_consumed(pi
     applied = wait_metric(w, "streamrec_catalogue_updates_total", 21, outcome="updated")
     t_seen = time.time()
     assert applied >= 21, w.log_tail()
-    msgs = pushed(kafka, pipeline.recommendations, 2500)
-    assert len(msgs) >= 2500
-    after = [m for m in msgs if m["generated_at"] > t_seen]
-    assert after and not lists_with(after, HOT), w.log_tail()
+    # the worker may have scored every streamed event before the test saw the update applied:
+    # what is judged is the lists for events sent after that
+    settled = stream(2500, 300, seed=50)
+    send_events(kafka, pipeline.events, settled)
+    msgs = pushed(kafka, pipeline.recommendations, 2800)
+    assert len(msgs) >= 2800
+    ids = {e["event_id"] for e in settled}
+    after = [m for m in msgs if m["event_id"] in ids]
+    assert len({m["event_id"] for m in after}) == len(ids) and not lists_with(after, HOT), w.log_tail()
     late = [m["generated_at"] - t0 for m in lists_with(msgs, HOT) if m["generated_at"] > t0]
     lag = histogram_quantile(w.get("/metrics")[1].decode(), "streamrec_catalogue_lag_seconds", 0.5)
     print(f"update seen by the test {t_seen - t0:.3f} s after it was sent; last list with the item "
@@ -99,7 +104,7 @@ def test_an_unavailable_item_is_never_recommended_once_its_update_is_consumed(pi
     w.start()
     restart = stream(3000, 500, seed=99)
     send_events(kafka, pipeline.events, restart)
-    msgs = pushed(kafka, pipeline.recommendations, 3000)
+    msgs = pushed(kafka, pipeline.recommendations, 3300)
     ids = {e["event_id"] for e in restart}
     fresh = [m for m in msgs if m["event_id"] in ids]
     assert len({m["event_id"] for m in fresh}) == len(ids)
@@ -111,7 +116,7 @@ def test_an_unavailable_item_is_never_recommended_once_its_update_is_consumed(pi
     assert wait_metric(w, "streamrec_catalogue_updates_total", 1, outcome="removed") >= 1
     again = stream(3500, 800, seed=7)
     send_events(kafka, pipeline.events, again)
-    msgs = pushed(kafka, pipeline.recommendations, 3800)
+    msgs = pushed(kafka, pipeline.recommendations, 4100)
     ids = {e["event_id"] for e in again}
     assert lists_with([m for m in msgs if m["event_id"] in ids], HOT)
 
