@@ -104,6 +104,9 @@ class Settings(BaseSettings):
         None, description="a JSON file of business rules every list obeys (see README: Item catalogue and rules)")
     catalogued_only: bool = Field(
         False, description="recommend only items the catalogue knows (default: unknown items are allowed)")
+    experiments_file: Path | None = Field(
+        None, description="a JSON file naming an experiment and its variants; users are split between them by a "
+                          "stable hash (see README: Experiments)")
     share_items: bool = Field(
         True,
         description="learn popularity and co-occurrence from every worker's events through SHARED_TOPIC, so N "

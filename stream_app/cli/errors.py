@@ -59,6 +59,7 @@ LOADED_ONLY = (
     ("stream_app.ops.evaluation", "EvaluationError"),
     ("models.deep.registry", "ArtifactError"),
     ("models.filters.rules", "RulesError"),
+    ("stream_app.core.experiments", "ExperimentError"),
 )
 """User-facing error classes of modules too heavy to import just to print a message: an exception
 of one of them can only exist once its module is loaded, so they are checked only then."""

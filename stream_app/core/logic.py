@@ -140,13 +140,15 @@ def recommendation_message(
     purchase_probability: float | None = None,
     return_probability: float | None = None,
     recommendation_id: str | None = None,
+    variant: str | None = None,
 ) -> dict[str, Any]:
     """The ``recommendations`` value for one event (see schemas/recommendations.schema.json).
 
     ``recommendation_id`` names this list (a client reports it with what it showed); a new one
-    from :data:`new_recommendation_id` when not given.
+    from :data:`new_recommendation_id` when not given. ``variant``: the user's variant of the
+    running experiment (the field is left out without one).
     """
-    return {
+    msg: dict[str, Any] = {
         "recommendation_id": recommendation_id if recommendation_id is not None else new_recommendation_id(),
         "user_id": event.user_id,
         "event_id": event.event_id,
@@ -157,3 +159,6 @@ def recommendation_message(
         "purchase_probability": purchase_probability,
         "return_probability": return_probability,
     }
+    if variant is not None:
+        msg["variant"] = variant
+    return msg

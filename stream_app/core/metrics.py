@@ -75,6 +75,25 @@ class WorkerMetrics:
         self.live_conversion = Gauge(
             "streamrec_live_conversion", "Share of purchases of an item pushed to the user within the attribution window", registry=r,
         )
+        self.variant_quality = Gauge(
+            "streamrec_variant_quality",
+            "Live figure of one experiment variant's lists (figure: hr10, ndcg10, ctr, conversion) with its 95% "
+            "interval (stat: value, low, high)", ["variant", "figure", "stat"], registry=r,
+        )
+        self.variant_judged = Gauge(
+            "streamrec_variant_lists_judged", "Lists of one experiment variant judged by the user's next event",
+            ["variant"], registry=r,
+        )
+        self.interleaving = Gauge(
+            "streamrec_interleaving_credits",
+            "Interactions with an interleaved list, by the team credited (a, b: the two variants; tie: neither)",
+            ["variant", "team"], registry=r,
+        )
+        self.interleaving_preference = Gauge(
+            "streamrec_interleaving_preference",
+            "Share of an interleaved variant's credited interactions that went to its second variant (stat: value, "
+            "low, high of the 95% interval; p_value of the sign test)", ["variant", "stat"], registry=r,
+        )
         self.returning = Gauge("streamrec_returning_user_rate", "Share of events from users seen before", registry=r)
         self.checkpoints = Counter("streamrec_checkpoints_total", "Online model checkpoints written", registry=r)
         self.shared_bytes = Counter(

@@ -42,8 +42,10 @@ from typing import Any
 
 from models.base import UserContext
 from stream_app.core import logic
+from stream_app.core.experiments import Variant
 from stream_app.core.pipeline import Pipeline
 from stream_app.core.state import UserState
+from stream_app.core.variants import DEFAULT, rank_lists
 
 CATEGORY_FETCH = 5
 """With a category filter, this many times the usual candidates are ranked before the filter (a
@@ -86,8 +88,10 @@ class OnRequest:
         st = state if state is not None else UserState()
         ctx = logic.to_context(user_id, st)
         last = _Last(st.recent[-1]) if st.recent else None
-        ranked, why = self._rank(ctx, n, logic.exclusions(ctx, last) | frozenset(exclude), category, explain)
-        return self._answer(t0, ranked, why, user_id=user_id, events_applied=sum(st.counts),
+        variant = self.pipeline.lists.assign([user_id])[0]
+        ranked, why = self._rank(ctx, n, logic.exclusions(ctx, last) | frozenset(exclude), category, explain,
+                                 variant)
+        return self._answer(t0, ranked, why, variant, user_id=user_id, events_applied=sum(st.counts),
                             purchase_probability=st.purchase_probability,
                             return_probability=st.return_probability)
 
@@ -97,8 +101,10 @@ class OnRequest:
         t0 = time.perf_counter()
         ctx = UserContext(ANONYMOUS, tuple(items[-self.recent_max:]))
         last = _Last(items[-1]) if items else None
-        ranked, why = self._rank(ctx, n, logic.exclusions(ctx, last) | frozenset(exclude), category, explain)
-        return self._answer(t0, ranked, why, session_items=len(ctx.recent_items))
+        variant = self.pipeline.lists.for_session()
+        ranked, why = self._rank(ctx, n, logic.exclusions(ctx, last) | frozenset(exclude), category, explain,
+                                 variant)
+        return self._answer(t0, ranked, why, variant, session_items=len(ctx.recent_items))
 
     def similar(self, item_id: str, n: int, category: str | None = None, explain: bool = False) -> dict[str, Any]:
         """Items that follow ``item_id`` in users' sequences (co-occurrence), popular ones to fill."""
@@ -112,15 +118,18 @@ class OnRequest:
         sourced = self._filter(sourced, n, category)
         known = bool(cooc.neighbors.get(item_id)) or cooc.fallback.score(item_id) > 0
         why = {i: {"sources": [src], "contributions": {}} for i, _, src in sourced} if explain else None
-        return self._answer(t0, sourced, why, item_id=item_id, known=known)
+        return self._answer(t0, sourced, why, None, item_id=item_id, known=known)
 
     # -- shared parts ---------------------------------------------------------------------------
     def _answer(self, t0: float, ranked: Sequence[tuple[str, float, str]], why: dict[str, dict[str, Any]] | None,
-                **fields: Any) -> dict[str, Any]:
+                variant: Variant | None, **fields: Any) -> dict[str, Any]:
         self.served += 1
-        return {"recommendation_id": self.ids(), **fields, "items": _items(ranked, why),
-                "model_version": self.pipeline.model_version(), "generated_at": time.time(),
-                "latency_ms": round((time.perf_counter() - t0) * 1000.0, 3)}
+        answer = {"recommendation_id": self.ids(), **fields, "items": _items(ranked, why),
+                  "model_version": self.pipeline.model_version(), "generated_at": time.time(),
+                  "latency_ms": round((time.perf_counter() - t0) * 1000.0, 3)}
+        if variant is not None and self.pipeline.lists.experiment is not None:
+            answer["variant"] = variant.name
+        return answer
 
     def _filter(self, ranked: list[tuple[str, float, str]], n: int, category: str | None
                 ) -> list[tuple[str, float, str]]:
@@ -132,7 +141,8 @@ class OnRequest:
         return filt.apply(ranked, n, time.time()) if filt.active else ranked[:n]
 
     def _rank(self, ctx: UserContext, n: int, exclude: frozenset[str], category: str | None = None,
-              explain: bool = False) -> tuple[list[tuple[str, float, str]], dict[str, dict[str, Any]] | None]:
+              explain: bool = False, variant: Variant = DEFAULT
+              ) -> tuple[list[tuple[str, float, str]], dict[str, dict[str, Any]] | None]:
         """The ranker's top ``n`` for ``ctx`` (of ``category`` only, when given), ranked under
         :data:`ANONYMOUS` and then forgotten; with ``explain`` also why each item is there.
 
@@ -141,15 +151,18 @@ class OnRequest:
         dropped to make room for it is put back where it was (first, the next to go).
         """
         ranker = self.pipeline.ranker  # looked up each time: a restored checkpoint replaces it
-        filt = self.pipeline.filter  # the catalogue and the rules, as for pushed lists
         memory: OrderedDict[str, Any] = ranker.memory
         oldest = next(iter(memory.items())) if memory and ANONYMOUS not in memory else None
         why = None
         try:
-            fetch = filt.fetch(n) if category is None else filt.fetch(n) * CATEGORY_FETCH
-            ranked = ranker.rank_many_with_sources([_as_anonymous(ctx)], fetch, [exclude])[0]
-            if fetch != n:
-                ranked = self._filter(ranked, n, category)
+            keep = None
+            if category is not None:
+                cat = self.pipeline.filter.catalogue
+                keep = lambda item: cat.category(item) == category  # noqa: E731
+            # the catalogue, the rules and the variant, as for pushed lists
+            ranked = rank_lists(self.pipeline.lists, ranker, [_as_anonymous(ctx)], [exclude], n, time.time(),
+                                [variant], [self.ids()], keep=keep,
+                                fetch_scale=1 if category is None else CATEGORY_FETCH)[0].items
             if explain:
                 why = ranker.explain(ANONYMOUS, [i for i, _, _ in ranked])
         finally:

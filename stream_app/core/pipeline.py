@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
@@ -37,6 +37,10 @@ from stream_app.core import logic
 from stream_app.core.live import LiveQuality
 from stream_app.core.sharing import AppliedOffsets, OutgoingUpdates, Updates
 from stream_app.core.state import UserState, apply_event, decode_state, encode_state
+from stream_app.core.variants import Lists, rank_lists
+
+if TYPE_CHECKING:
+    from stream_app.core.experiments import Experiment
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +116,8 @@ class Pipeline:
     reset, and the users' states no longer change."""
     event_weights: dict[str, float] = field(default_factory=lambda: dict(FEEDBACK_WEIGHTS))
     """How much each event type teaches the reranker (a click, a purchase, a dislike ...)."""
+    lists: Lists = field(default=None)  # type: ignore[assignment]
+    """How each user's list is made: the filter, and the variants of an experiment (see :meth:`set_experiment`)."""
     _warned_at: float = field(default=-1e9, repr=False)
     _outgoing: OutgoingUpdates | None = field(default=None, repr=False)
 
@@ -122,6 +128,13 @@ class Pipeline:
         self.ranker.deep_history = self.deep_history
         if self.returns is None:
             self.returns = ReturnPredictor(horizon=self.return_horizon_s)
+        if self.lists is None:
+            self.lists = Lists(self.filter)
+
+    def set_experiment(self, experiment: Experiment | None) -> None:
+        """Split users between ``experiment``'s variants from the next batch on (None: no experiment)."""
+        self.lists.set_experiment(experiment)
+        self.live.variant_of = None if experiment is None else self.lists.variant_of
 
     # -- per event, in the ingest agent -------------------------------------------------------
     def expire_returns(self, max_items: int = 1000) -> int:
@@ -245,25 +258,24 @@ class Pipeline:
             wave = [batch[i] for i in rnd]
             self._learn_round(wave, [fresh[i] for i in rnd], None if new_items is None else [new_items[i] for i in rnd])
             users = [afters[i] for i in rnd]
-            excludes = [all_excludes[i] for i in rnd]
-            fetch = self.filter.fetch(self.top_k)
-            ranked = ranker.rank_many_with_sources(
-                users, fetch, excludes, None if deep_lists is None else select_deep(deep_lists, rnd)
-            )
             now = time.time()
-            if fetch != self.top_k:  # the catalogue and the rules (see models.filters.rules)
-                ranked = [self.filter.apply(r, self.top_k, now) for r in ranked]
+            made = rank_lists(self.lists, ranker, users, [all_excludes[i] for i in rnd], self.top_k, now,
+                              self.lists.assign([u.user_id for u in users]), [p.event.event_id for p in wave],
+                              None if deep_lists is None else select_deep(deep_lists, rnd))
             version = self.model_version()
             done = time.perf_counter()
-            for i, p, items in zip(rnd, wave, ranked):
+            for i, p, m in zip(rnd, wave, made):
                 ev = p.event
                 shown = ev.shown_items if ev.type == "impression" else None
                 # a client's impression is what the user saw: it, not the list pushed after it,
                 # is what the user's next event answers
-                live.shown(ev.user_id, list(shown) if shown else [item for item, _, _ in items], ev.ts)
+                if shown:
+                    live.shown(ev.user_id, list(shown), ev.ts, keep_teams=True)
+                else:
+                    live.shown(ev.user_id, [item for item, _, _ in m.items], ev.ts, m.teams)
                 out[i] = logic.recommendation_message(
-                    p.event, items, version, now, (done - p.received) * 1000.0,
-                    p.purchase_probability, p.return_probability,
+                    p.event, m.items, version, now, (done - p.received) * 1000.0,
+                    p.purchase_probability, p.return_probability, variant=m.variant,
                 )
         self.ranker_offsets.update(advanced)
         if item_seen is not None:

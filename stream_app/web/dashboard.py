@@ -33,6 +33,8 @@ import orjson
 from faust.sensors import Sensor
 from faust.web import View
 
+from stream_app.core.experiment_report import experiment_view
+from stream_app.core.experiment_report import merge as merge_variants
 from stream_app.core.stats import LatencyReservoir, Reading, StatsCollector, percentile
 from stream_app.web.auth import authorized, authorized_page
 from stream_app.web.group import HOLD_S, merge_quality, merge_series, peer_part
@@ -131,6 +133,11 @@ class Dashboard:
             log.debug("consumer lag not available yet", exc_info=True)
         self.collector.sample(self.reading())
 
+    def experiment(self, sums: dict[str, dict[str, float]]) -> dict[str, Any] | None:
+        """The running experiment's variants with their figures (None without an experiment)."""
+        exp = self.w.pipeline.lists.experiment
+        return None if exp is None else experiment_view(exp.name, exp.describe(), sums)
+
     def url(self) -> str:
         return str(self.w.app.conf.canonical_url)
 
@@ -141,6 +148,7 @@ class Dashboard:
             "partitions": self.events_partitions(),
             "model_version": self.w.pipeline.model_version(),
             "quality": self.w.pipeline.live.snapshot(),
+            "variants": self.w.pipeline.live.variants(),
             **self.collector.current(),
         }
 
@@ -161,6 +169,7 @@ class Dashboard:
             **self.collector.snapshot(),
             "agents": self.agent_stats(),
             "quality": pipeline.live.snapshot(),
+            "experiment": self.experiment(pipeline.live.variants()),
             "models": {
                 "version": pipeline.model_version(),
                 "deep_serving": getattr(deep, "version", None),
@@ -232,10 +241,11 @@ class Dashboard:
         reached = [wk for wk in workers if wk.get("ok")]
         group = merge_series(reached, since)
         quality = merge_quality(wk.get("quality") or {} for wk in reached)
+        experiment = self.experiment(merge_variants(wk.get("variants") or {} for wk in reached))
         for wk in workers:  # the table needs each worker's latest figures, not its history
-            for key in ("series", "partition_lag"):
+            for key in ("series", "partition_lag", "variants"):
                 wk.pop(key, None)
-        return {"workers": workers, "totals": totals, "series": group, "quality": quality}
+        return {"workers": workers, "totals": totals, "series": group, "quality": quality, "experiment": experiment}
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")

@@ -25,6 +25,7 @@ import faust
 
 from models.filters.rules import ListFilter, Rules
 from stream_app.core.delivery import Confirmer, Output
+from stream_app.core.experiments import Experiment
 from stream_app.core.live import LiveQuality
 from stream_app.core.metrics import WorkerMetrics
 from stream_app.core.pipeline import FEEDBACK_WEIGHTS, Pipeline
@@ -79,6 +80,10 @@ class Worker:
         s = self.settings
         if s.rules_file is not None:
             self.pipeline.filter.rules = Rules.from_file(s.rules_file, s.catalogued_only)
+        if s.experiments_file is not None:
+            exp = Experiment.from_file(s.experiments_file)
+            self.pipeline.set_experiment(exp)
+            logging.getLogger(__name__).info("experiment %r: variants %s", exp.name, ", ".join(exp.names))
         return self.checkpoints.restore_into(self.pipeline)
 
 

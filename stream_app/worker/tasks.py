@@ -6,7 +6,10 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from stream_app.core.experiment_report import report
+
 if TYPE_CHECKING:
+    from stream_app.core.metrics import WorkerMetrics
     from stream_app.worker.build import Worker
 
 log = logging.getLogger(__name__)
@@ -42,12 +45,36 @@ async def update_gauges(w: Worker) -> None:
     m.returning.set(live["returning_rate"])
     m.online_learned.set(w.pipeline.ranker.version or 0)
     m.item_events.set(w.pipeline.ranker.popularity.n_events)
-    m.filtered.set(w.pipeline.filter.dropped)
+    m.filtered.set(w.pipeline.lists.dropped)
+    publish_variants(m, w.pipeline.live.variants())
     try:
         for partition, lag in (await read_lag(w)).items():
             m.lag.labels(str(partition)).set(lag)
     except Exception:  # lag is best effort while the consumer rebalances
         log.debug("consumer lag not available yet", exc_info=True)
+
+
+FIGURES = {"hr@10": "hr10", "ndcg@10": "ndcg10", "ctr": "ctr", "conversion": "conversion"}
+
+
+def publish_variants(m: WorkerMetrics, variants: dict[str, dict[str, float]]) -> None:
+    """Each experiment variant's live figures, intervals and interleaving credits as gauges."""
+    for name, sums in variants.items():
+        r = report(sums)
+        m.variant_judged.labels(name).set(r["judged"])
+        for figure, label in FIGURES.items():
+            for stat, value in r[figure].items():
+                if value is not None:
+                    m.variant_quality.labels(name, label, stat).set(value)
+        inter = r.get("interleaving")
+        if inter is not None:
+            for team in ("a", "b"):
+                m.interleaving.labels(name, team).set(inter[team])
+            m.interleaving.labels(name, "tie").set(inter["ties"])
+            for stat, value in inter["share_b"].items():
+                if value is not None:
+                    m.interleaving_preference.labels(name, stat).set(value)
+            m.interleaving_preference.labels(name, "p_value").set(inter["p_value"])
 
 
 async def read_lag(w: Worker) -> dict[int, int]:

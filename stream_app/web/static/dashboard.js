@@ -219,6 +219,36 @@
     $("quality").innerHTML = cells.map((c, i) => `<div><span>${esc(c[0])}</span><b id="${ids[i]}">${esc(c[1])}</b></div>`).join("");
   }
 
+  function interval(f, asPct) {
+    if (!f || f.value === null || f.value === undefined) return "–";
+    const show = (x) => (asPct ? pct(x) : fmt(x, 3));
+    return `${show(f.value)} <small>[${show(f.low)}, ${show(f.high)}]</small>`;
+  }
+
+  function renderExperiment(exp) {
+    const card = $("experiment-card");
+    if (!exp) { card.hidden = true; return; }
+    card.hidden = false;
+    setText("experiment-name", exp.name);
+    const el = $("experiment");
+    el.dataset.rows = String(exp.variants.length);
+    card.dataset.winner = (exp.variants.map((v) => v.interleaving && v.interleaving.winner ? (v.interleaving.winner === "a" ? v.interleave[0] : v.interleave[1]) : "").find((x) => x)) || "";
+    el.innerHTML = `<tr><th>variant</th><th>lists</th><th class="num">users</th><th class="num">lists judged</th><th class="num">HR@10</th>
+      <th class="num">NDCG@10</th><th class="num">click-through</th><th class="num">conversion</th></tr>` +
+      exp.variants.map((v) => `<tr data-variant="${esc(v.variant)}" data-hr="${v["hr@10"].value ?? ""}"><td><b>${esc(v.variant)}</b></td>
+        <td>${esc(v.lists)}</td><td class="num">${pct(v.share)}</td><td class="num">${fmt(v.judged)}</td>
+        <td class="num">${interval(v["hr@10"], true)}</td><td class="num">${interval(v["ndcg@10"], false)}</td>
+        <td class="num">${interval(v.ctr, true)}</td><td class="num">${interval(v.conversion, true)}</td></tr>`).join("");
+    const lines = exp.variants.filter((v) => v.interleaving).map((v) => {
+      const i = v.interleaving, [a, b] = v.interleave || ["a", "b"];
+      const win = i.winner ? `<b data-winner="${esc(i.winner === "a" ? a : b)}">${esc(i.winner === "a" ? a : b)} is preferred</b>`
+        : "no significant preference yet";
+      return `${esc(v.variant)}: interactions credited to ${esc(a)} ${fmt(i.a)}, to ${esc(b)} ${fmt(i.b)}, neither ${fmt(i.ties)};
+        share to ${esc(b)} ${interval(i.share_b, true)}, sign test p = ${fmt(i.p_value, 4)}; ${win}`;
+    });
+    $("interleaving").innerHTML = lines.join("<br>");
+  }
+
   function renderAgents(agents) {
     $("agents").innerHTML = `<tr><th>agent</th><th>does</th><th class="num">per second</th><th class="num">peak/s</th><th class="num">last time</th><th class="num">total</th></tr>` +
       (agents || []).map((a) => `<tr data-agent="${esc(a.name)}"><td><b>${esc(a.name)}</b></td><td>${esc(a.role)}</td>
@@ -276,6 +306,7 @@
     renderKpis(d);
     renderCharts(d);
     renderQuality(grouped(d) && d.cluster.quality ? d.cluster.quality : d.quality);
+    renderExperiment(grouped(d) && d.cluster.experiment ? d.cluster.experiment : d.experiment);
     renderAgents(d.agents);
     renderModels(d.models);
     renderWorkers(d);

@@ -88,6 +88,6 @@ def test_an_impression_is_what_the_next_event_answers():
     assert "x" not in after  # a list is pushed after every event, impressions too
     assert s.pipeline.live.last_shown("u") == list(shown) and s.state("u").shown == list(shown)
     live = s.pipeline.live
-    judged, hits = live.judged, live.hits
+    judged, hits = live.total.judged, live.total.hits
     s.send("u", "x", "click")  # third in what was shown: a hit on the impression, not on the pushed list
-    assert (live.judged, live.hits) == (judged + 1, hits + 1)
+    assert (live.total.judged, live.total.hits) == (judged + 1, hits + 1)
