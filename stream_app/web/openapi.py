@@ -57,7 +57,9 @@ def _schemas(top_k: int) -> dict[str, Any]:
     common = {"recommendation_id": {**_ID, "description": "unique name of this list"},
               "items": items, "model_version": _ref("ModelVersion"),
               "generated_at": {"type": "number", "description": "epoch seconds"},
-              "latency_ms": {"type": "number", "minimum": 0}}
+              "latency_ms": {"type": "number", "minimum": 0},
+              "variant": {"type": "string", "description": "the user's variant of the running experiment "
+                                                            "(only while one runs, STREAMREC_EXPERIMENTS_FILE)"}}
     required = ["recommendation_id", "items", "model_version", "generated_at", "latency_ms"]
     return {
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},

@@ -111,6 +111,14 @@ def owns_events_partition(app: faust.App, events: str, partition: int) -> bool:
         return False
 
 
+def check_files(s: Settings) -> None:
+    """Read the rules and experiments files the settings name; raise on the first one that is bad."""
+    if s.rules_file is not None:
+        Rules.from_file(s.rules_file, s.catalogued_only)
+    if s.experiments_file is not None:
+        Experiment.from_file(s.experiments_file)
+
+
 def build_pipeline(s: Settings) -> Pipeline:
     return Pipeline(
         filter=ListFilter(rules=Rules(catalogued_only=s.catalogued_only)),

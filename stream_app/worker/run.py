@@ -46,9 +46,10 @@ def run_worker(s: Settings | None = None) -> None:
 
     from stream_app.broker.topics import probe
     from stream_app.worker import faust_internals
-    from stream_app.worker.build import build_worker
+    from stream_app.worker.build import build_worker, check_files
 
     s = s if s is not None else Settings()
+    check_files(s)  # a bad rules or experiments file is reported before anything connects
     faust_internals.check()
     check_partitions(s, probe(s.kafka_connection(), timeout=5.0))
     s.data_dir.mkdir(parents=True, exist_ok=True)

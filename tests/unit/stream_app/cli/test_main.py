@@ -30,13 +30,15 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         (["eval", "--dataset", "nope.csv", "--format", "movielens", "--out", "x.json"], "nope.csv"),
         (["eval", "--synthetic", "1000", "--rules", "nope.json", "--out", "x.json"], "nope.json"),
         (["frobnicate"], "No such command"),
+        (["worker"], "STREAMREC_EXPERIMENTS_FILE"),
         (["model", "promote", "../../etc"], "version"),
         (["bench", "--out", "x.json", "--scaleout", "1,two"], "--scaleout"),
         (["bench", "--out", "x.json", "--scaleout", "0,2"], "from 1 to 16"),
     ],
 )
 def test_bad_arguments_give_one_line(args, needle, tmp_path):
-    r = run(*args, env={"STREAMREC_DATA_DIR": str(tmp_path)})
+    r = run(*args, env={"STREAMREC_DATA_DIR": str(tmp_path), "STREAMREC_EXPERIMENTS_FILE": str(tmp_path / "no.json")}
+            if args == ["worker"] else {"STREAMREC_DATA_DIR": str(tmp_path)})
     assert r.returncode != 0
     err = r.stderr.strip()
     assert "Traceback" not in r.stderr

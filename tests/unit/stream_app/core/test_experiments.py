@@ -45,7 +45,7 @@ def test_an_unreadable_experiments_file_names_the_file(tmp_path):
         Experiment.from_file(tmp_path / "none.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{")
-    with pytest.raises(ExperimentError, match="bad.json is not readable JSON"):
+    with pytest.raises(ExperimentError, match=r"bad\.json is not readable JSON"):
         Experiment.from_file(bad)
 
 
@@ -64,7 +64,7 @@ def test_users_are_split_stably_in_proportion_to_the_shares_and_a_new_name_reshu
 def test_team_draft_keeps_each_teams_order_balances_the_teams_and_tosses_a_fair_coin():
     rng = random.Random(3)
     firsts = 0
-    for trial in range(2000):
+    for _ in range(2000):
         a = [(f"i{j}", 1.0, "a") for j in rng.sample(range(30), 15)]
         b = [(f"i{j}", 1.0, "b") for j in rng.sample(range(30), 15)]
         merged, teams = team_draft(a, b, 10, rng)
