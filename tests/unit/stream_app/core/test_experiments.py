@@ -180,3 +180,17 @@ def test_without_an_experiment_messages_have_no_variant_and_the_tallies_stay_emp
     (msg,) = p.score(batch)
     assert "variant" not in msg and p.live.variants() == {}
     assert Rules().active is False  # the default filter stays inactive
+
+
+def test_a_variant_without_the_deep_model_gets_no_deep_candidates():
+    from models.hybrid import HybridRecommender
+
+    deep = list(HybridRecommender.check_params())[-1]["deep"]  # a small untrained model over i0..i39
+    s = Stream({"name": "deep", "variants": [{"name": "control"}, {"name": "no-deep", "deep": False}]})
+    s.pipeline.install_deep(deep, s.pipeline.prepare_deep(deep))
+    rng = random.Random(4)
+    sources: dict[str, set[str]] = {"control": set(), "no-deep": set()}
+    for _ in range(8):
+        for m in s.send([(f"u{k}", f"i{rng.randrange(40)}") for k in range(40)]):
+            sources[m["variant"]] |= {i["source"] for i in m["items"]}
+    assert "deep" in sources["control"] and "deep" not in sources["no-deep"], sources
