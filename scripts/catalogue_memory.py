@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.filters.catalogue import ItemCatalogue  # noqa: E402
-from schemas.items import Item  # noqa: E402
+from models.filters.catalogue import ItemCatalogue
+from schemas.items import Item
 
 
 def measure(n: int, labelled: float, seed: int = 0) -> dict[str, float]:
