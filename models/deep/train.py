@@ -237,7 +237,7 @@ def _given(value: _T | None) -> _T:
 _Best = tuple[float, int, dict[str, torch.Tensor]]
 
 
-def _fit(
+def fit(
     model: SequenceModel, seqs: Sequence[list[int]], cfg: TrainConfig, epochs: int, dev: torch.device,
     progress: bool, distributed: bool, rank: int, held: Targets | None = None,
 ) -> tuple[list[float], list[dict[str, float]], int | None]:
@@ -274,7 +274,7 @@ def _ts(ev: Interaction) -> float:
     return ev.ts
 
 
-def _new_model(n_items: int, cfg: TrainConfig, dev: torch.device) -> SequenceModel:
+def new_model(n_items: int, cfg: TrainConfig, dev: torch.device) -> SequenceModel:
     return SequenceModel(n_items, cfg.dim, cfg.layers, cfg.heads, cfg.max_len, _given(cfg.dropout)).to(dev)
 
 
@@ -290,8 +290,8 @@ def _train(events: Iterable[Interaction], cfg: TrainConfig, dev: torch.device, p
     fit_seqs, val = validation(held.train_users, cfg) if cfg.patience else (held.train_seqs, None)
     if val is not None and not val.eval_target:
         fit_seqs, val = held.train_seqs, None  # no user has enough items to hold any out
-    model = _new_model(len(held.vocab), cfg, dev)
-    epoch_seconds, history, best_epoch = _fit(model, fit_seqs, cfg, epochs, dev, progress, distributed, rank, val)
+    model = new_model(len(held.vocab), cfg, dev)
+    epoch_seconds, history, best_epoch = fit(model, fit_seqs, cfg, epochs, dev, progress, distributed, rank, val)
     holdout = held.holdout
     holdout.exclude_seen = bool(cfg.exclude_seen)
     gains = target_gains(DeepRecommender(model, held.vocab, collapse=cfg.collapse_repeats), holdout)
@@ -313,8 +313,8 @@ def _train(events: Iterable[Interaction], cfg: TrainConfig, dev: torch.device, p
         torch.manual_seed(cfg.seed)
         vocab, by_user = sequences(evs, cfg)
         seqs = [s for s in by_user.values() if s]
-        model = _new_model(len(vocab), cfg, dev)
-        more, more_hist, _ = _fit(model, seqs, cfg, refit_epochs, dev, progress, distributed, rank)
+        model = new_model(len(vocab), cfg, dev)
+        more, more_hist, _ = fit(model, seqs, cfg, refit_epochs, dev, progress, distributed, rank)
         epoch_seconds += more
         history += [{**h, "refit": 1.0} for h in more_hist]
         metrics.update({"refit_epochs": float(refit_epochs), "refit_items": float(len(vocab))})

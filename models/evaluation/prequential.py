@@ -23,7 +23,8 @@ ranked with one ``rank_many`` call per system (one forward pass for the deep mod
 ``list_filter`` (a :class:`~models.filters.rules.ListFilter`: the item catalogue and the rules)
 filters each list as the worker filters what it pushes, from ``fetch(k)`` candidates at the
 event's time, and reports ``categories@10`` (distinct catalogue categories per top-10 list);
-``retrain_every`` with ``retrain(history)`` rebuilds the deep model during the replay and
+``retrain_every`` with ``retrain(history)`` rebuilds the deep model during the replay (after
+event ``retrain_from``, default ``retrain_every``, then every ``retrain_every`` events) and
 installs it in every system that has ``set_deep`` and as the ``"deep"`` system; ``parts`` splits
 the judged span (``[warmup, total)``, by the judged event's index) into that many equal parts,
 reported per system as ``per_part``.
@@ -256,6 +257,7 @@ def evaluate(
     batch_size: int = 1,
     retrain_every: int | None = None,
     retrain: RetrainFn | None = None,
+    retrain_from: int | None = None,
     max_recent: int = 50,
     parts: int = 5,
     per_user: bool = False,
@@ -276,6 +278,9 @@ def evaluate(
         total = len(events)
     warmup = _check_args(every, batch_size, parts, retrain_every, retrain, warmup, total)
     bounds = _part_bounds(warmup, total, parts)
+    first_retrain = retrain_from if retrain_from is not None else retrain_every
+    if first_retrain is not None and first_retrain < 1:
+        raise ValueError(f"retrain_from must be >= 1, got {first_retrain!r}")
     systems = dict(systems)
     run = _Replay(systems, k, exclude_seen, max_recent, list_filter)
     history: list[Interaction] = []
@@ -290,9 +295,10 @@ def evaluate(
                 run.judge(ev, _part_of(idx, bounds))
         for ev in wave:
             run.learn(ev)
-            if retrain_every is not None and retrain is not None:
+            if retrain_every is not None and retrain is not None and first_retrain is not None:
                 history.append(ev)
-                if run.n % retrain_every == 0 and (total is None or run.n < total):  # none after the last event
+                due = run.n >= first_retrain and (run.n - first_retrain) % retrain_every == 0
+                if due and (total is None or run.n < total):  # none after the last event
                     _install(systems, retrain(history))
         run.push([(first + i, ev) for i, ev in enumerate(wave) if (first + i) % every == 0])
         bar.update(len(wave))

@@ -123,7 +123,12 @@ def eval_cmd(
     synthetic: int = typer.Option(0, "--synthetic", help="evaluate on N synthetic events instead of a file", min=0),
     retrain_every: int = typer.Option(0, "--retrain-every", help="events between deep retrainings (0 = a fifth)",
                                       min=0),
-    epochs: int = typer.Option(5, "--epochs", help="epochs per retraining", min=1),
+    epochs: int = typer.Option(5, "--epochs", help="epochs per retraining from scratch", min=1),
+    first_train: int = typer.Option(0, "--first-train", min=0,
+                                    help="events before the first deep model, where judging starts (0 = a fifth)"),
+    warm_epochs: int = typer.Option(0, "--warm-epochs", min=0,
+                                    help="warm-start every retraining after the first from the serving model, "
+                                         "this many epochs on the recent events (0 = from scratch)"),
     limit: int = typer.Option(0, "--limit", help="use only the first N events in time order (0 = all)", min=0),
     every: int = typer.Option(1, "--every", help="score every n-th event (all are learned)", min=1),
     half_life: float = typer.Option(0.0, "--half-life", help="popularity half-life in seconds (0 = no decay)", min=0),
@@ -184,7 +189,8 @@ def eval_cmd(
     try:
         result = run_eval(events, name, retrain_every or None, epochs, device, half_life or None, every, progress,
                           seeds=seeds, exclude_seen=seen if exclude_seen is None else exclude_seen,
-                          oracle=make_oracle, list_filter=list_filter)
+                          oracle=make_oracle, list_filter=list_filter, first_train=first_train or None,
+                          warm_epochs=warm_epochs)
     except ValueError as exc:  # EvaluationError, or training that cannot use these events
         raise UserError(str(exc)) from None
     if knobs is not None:

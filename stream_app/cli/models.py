@@ -15,6 +15,8 @@ from stream_app.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from models.base import Interaction
+    from models.deep.registry import Registry
+    from models.deep.train import TrainConfig, TrainResult
 
 
 def parse_duration(text: str) -> float:
@@ -40,6 +42,24 @@ def _training_events(s: Settings, input_file: Path | None, fmt: str, max_events:
     from stream_app.data.eventlog import read_topic
 
     return read_topic(s.kafka_connection(), s.events_topic, max_events, progress)
+
+
+def _train_once(registry: Registry, events: list[Interaction], cfg: TrainConfig, device: str | None,
+                progress: bool, warm_epochs: int) -> TrainResult:
+    """One training run: warm-started from the serving version when asked and it can be read."""
+    from models.deep.registry import ArtifactError
+    from models.deep.train import train as train_model
+    from models.deep.warm import Start, warm_train
+
+    current = registry.current() if warm_epochs else None
+    if current is not None:
+        try:
+            start = Start.of_artifact(registry.load(current), registry.manifest(current))
+        except ArtifactError as exc:
+            typer.echo(f"cannot warm-start from {current} ({exc}); training from scratch", err=True)
+        else:
+            return warm_train(events, start, warm_epochs, device, progress, score=True)
+    return train_model(events, cfg, device=device, progress=progress, fresh_after=registry.data_end())
 
 
 def train(
@@ -80,6 +100,10 @@ def train(
     gate_min_users: int = typer.Option(200, "--gate-min-users", min=1,
                                        help="fewest users in the fresh holdout for the gate to replace the "
                                             "serving model"),
+    warm_epochs: int = typer.Option(
+        0, "--warm-epochs", min=0,
+        help="continue the serving model instead of training from scratch: its item table grows for new "
+             "items and it trains this many epochs on the events since its data (0 = from scratch)"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Train the deep model to convergence and promote it if it is not worse than the serving one.
@@ -90,12 +114,16 @@ def train(
     data); the candidate is promoted unless it is worse beyond that holdout's noise (a paired
     per-user bootstrap) or the holdout has fewer than --gate-min-users users. The decision and
     both scores go into the manifest (`streamrec model list`).
+
+    With --warm-epochs N (and a serving model that can be read) a retraining continues the
+    serving model: new items start from their co-occurrence neighbours' vectors and it trains
+    N epochs on the users active since the serving model's data, at a fraction of the cost;
+    the gate is the same.
     """
     import orjson
 
     from models.deep.registry import Registry
     from models.deep.train import TrainConfig, check_device
-    from models.deep.train import train as train_model
 
     check_format(fmt)
     period = parse_duration(every) if every else None
@@ -116,7 +144,7 @@ def train(
         result = None
         if len(events) >= 10:
             try:
-                result = train_model(events, cfg, device=device, progress=progress, fresh_after=registry.data_end())
+                result = _train_once(registry, events, cfg, device, progress, warm_epochs)
             except ValueError as exc:  # e.g. nothing newer than the serving model's data
                 if period is None:
                     raise UserError(str(exc)) from None

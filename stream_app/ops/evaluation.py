@@ -30,6 +30,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -119,28 +120,62 @@ def protocol(exclude_seen: bool, seeds: Sequence[int], warmup: int, every: int, 
     return out
 
 
-def _one_seed(events: Sequence[Interaction], seed: int, retrain_every: int, epochs: int, device: str | None,
+@dataclass(frozen=True)
+class Schedule:
+    """When the replay retrains the deep model, and how.
+
+    The first model is trained from scratch after event ``first`` (scoring starts there); later
+    ones every ``every`` events, from scratch with ``epochs``, or with ``warm_epochs`` set warm-
+    started from the model being served (:mod:`models.deep.warm`).
+    """
+
+    first: int
+    every: int
+    epochs: int = 5
+    warm_epochs: int = 0
+    """0: every retraining from scratch."""
+    device: str | None = None
+
+    def describe(self) -> str:
+        how = (f"warm-started from the serving model ({self.warm_epochs} epoch(s) on recent events)"
+               if self.warm_epochs else f"from scratch ({self.epochs} epoch(s) at most)")
+        return (f"first trained from scratch after event {self.first:,} ({self.epochs} epoch(s) at most), "
+                f"then retrained every {self.every:,} events {how}")
+
+
+def _one_seed(events: Sequence[Interaction], seed: int, schedule: Schedule,
               half_life: float | None, every: int, exclude_seen: bool, batch_size: int, progress: bool,
               trainings: list[dict[str, Any]], oracle: OracleFactory | None,
               list_filter: ListFilterFactory | None = None) -> dict[str, Any]:
-    from models.deep.train import TrainConfig, train
+    from models.deep.train import TrainConfig, TrainResult, train
+    from models.deep.warm import Start, warm_train
+
+    last: list[TrainResult] = []
 
     def retrain(history: Sequence[Interaction]) -> Recommender:
         t0 = time.perf_counter()
-        result = train(list(history), TrainConfig(epochs=epochs, seed=seed), device=device, progress=False)
+        warm = bool(schedule.warm_epochs and last)
+        if warm:
+            result = warm_train(list(history), Start.of(last[-1]), schedule.warm_epochs, schedule.device,
+                                progress=False, seed=seed)
+        else:
+            result = train(list(history), TrainConfig(epochs=schedule.epochs, seed=seed), device=schedule.device,
+                           progress=False)
+        last[:] = [result]
         version = f"eval-{seed}-{len(history)}"
         trainings.append({"seed": seed, "events": len(history), "seconds": round(time.perf_counter() - t0, 2),
-                          "epoch_seconds": [round(s, 3) for s in result.epoch_seconds],
+                          "warm": warm, "epoch_seconds": [round(s, 3) for s in result.epoch_seconds],
                           "holdout": result.metrics, "device": result.device})
-        log.info("seed %d: retrained the deep model on %d events in %.1fs", seed, len(history),
-                 time.perf_counter() - t0)
+        log.info("seed %d: retrained the deep model on %d events in %.1fs%s", seed, len(history),
+                 time.perf_counter() - t0, " (warm start)" if warm else "")
         return result.recommender(version)
 
     ordered = shuffle_ties(events, seed)
-    return evaluate(ordered, build_systems(half_life, seed, oracle), k=20, every=every, warmup=retrain_every,
-                    exclude_seen=exclude_seen, batch_size=batch_size, retrain_every=retrain_every,
-                    retrain=retrain, parts=5, per_user=True, progress=progress, desc=f"seed {seed}",
-                    total=len(ordered), list_filter=list_filter() if list_filter is not None else None)
+    return evaluate(ordered, build_systems(half_life, seed, oracle), k=20, every=every, warmup=schedule.first,
+                    exclude_seen=exclude_seen, batch_size=batch_size, retrain_every=schedule.every,
+                    retrain_from=schedule.first, retrain=retrain, parts=5, per_user=True, progress=progress,
+                    desc=f"seed {seed}", total=len(ordered),
+                    list_filter=list_filter() if list_filter is not None else None)
 
 
 def run_eval(
@@ -158,8 +193,15 @@ def run_eval(
     batch_size: int = WAVE,
     oracle: OracleFactory | None = None,
     list_filter: ListFilterFactory | None = None,
+    first_train: int | None = None,
+    warm_epochs: int = 0,
 ) -> dict[str, Any]:
     """Evaluate all systems side by side, one replay per seed; returns the contract JSON.
+
+    The first deep model is trained after ``first_train`` events (default: a fifth of them,
+    at least 50), where judging starts; then one every ``retrain_every`` events (default: the
+    same as ``first_train``), from scratch, or warm-started with ``warm_epochs`` epochs on the
+    recent events when ``warm_epochs`` is set.
 
     ``list_filter`` builds the item catalogue and rules the worker would apply (a fresh one per
     seed): every list is then filtered as the worker filters what it pushes, and each system also
@@ -175,11 +217,12 @@ def run_eval(
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list:
         raise EvaluationError("at least one seed is needed")
-    retrain_every = retrain_every or max(50, n // 5)
+    first = first_train or max(50, n // 5)
+    schedule = Schedule(first, retrain_every or first, epochs, warm_epochs, device)
     trainings: list[dict[str, Any]] = []
     started = time.time()
     t0 = time.perf_counter()
-    runs = [_one_seed(events, s, retrain_every, epochs, device, half_life, every, exclude_seen, batch_size, progress,
+    runs = [_one_seed(events, s, schedule, half_life, every, exclude_seen, batch_size, progress,
                       trainings, oracle, list_filter) for s in seed_list]
     systems = _aggregate(runs)
     return {
@@ -187,14 +230,17 @@ def run_eval(
         "events": runs[0]["events"],
         "systems": systems,
         "seeds": seed_list,
-        "protocol": protocol(exclude_seen, seed_list, retrain_every, every, batch_size, oracle is not None),
+        "protocol": {**protocol(exclude_seen, seed_list, first, every, batch_size, oracle is not None),
+                     "retraining": schedule.describe()},
         "hybrid_vs_best": hybrid_vs_best(runs, systems),
         "per_seed": [{"seed": s, "seconds": round(r["seconds"], 1),
                       "systems": {name: {m: r["systems"][name][m] for m in METRICS}
                                   for name in r["systems"]}}
                      for s, r in zip(seed_list, runs)],
-        "evaluated_from_event": retrain_every,
-        "retrain_every": retrain_every,
+        "evaluated_from_event": first,
+        "retrain_every": schedule.every,
+        "warm_epochs": warm_epochs,
+        "training_seconds": round(sum(t["seconds"] for t in trainings), 1),
         "trainings": trainings,
         "seconds": round(time.perf_counter() - t0, 1),
         "machine": {"python": platform.python_version(), "cpus": _cpus()},
@@ -282,6 +328,11 @@ def _pm(m: dict[str, Any], key: str, digits: int) -> str:
     return f"{m[key]:.{digits}f} ± {m['sd'][key]:.{digits}f}"
 
 
+def _warm_words(result: dict[str, Any]) -> str:
+    warm = result.get("warm_epochs") or 0
+    return f" (warm-started, {warm} epoch(s) on recent events)" if warm else ""
+
+
 def markdown_table(result: dict[str, Any]) -> str:
     """The result as Markdown: mean ± sd over the seeds per system, NDCG@10 per fifth, the hybrid's margin."""
     seeds = result.get("seeds", [0])
@@ -290,8 +341,8 @@ def markdown_table(result: dict[str, Any]) -> str:
     shares = ORACLE in result["systems"]
     cats = all("categories@10" in m for m in result["systems"].values()) and bool(result["systems"])
     rows = [f"**{result['dataset']}** - {result['events']:,} events ({judged}: lists ranked from event "
-            f"{result['evaluated_from_event']:,} on), deep model retrained every {result['retrain_every']:,} events, "
-            f"mean ± sd over {len(seeds)} seed(s) {seeds}; excluded: {excluded}",
+            f"{result['evaluated_from_event']:,} on), deep model retrained every {result['retrain_every']:,} events"
+            f"{_warm_words(result)}, mean ± sd over {len(seeds)} seed(s) {seeds}; excluded: {excluded}",
             "",
             "| system | HR@10 | NDCG@10 | MRR@20 | coverage | novelty | diversity |" + (" share of oracle |" * shares)
             + (" categories@10 |" * cats),

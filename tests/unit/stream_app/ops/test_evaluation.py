@@ -225,3 +225,20 @@ def test_the_synthetic_knobs_reach_the_generator_and_bad_ones_are_one_line_error
     assert r.exit_code == 0 and calls[-1]["oracle"] is None
     r = runner.invoke(app, ["eval", "--synthetic", "400", "--out", str(out), "--p-related", "0.8", "--p-taste", "0.5"])
     assert r.exit_code == 2 and "p_related + p_taste" in r.output and "Traceback" not in r.output
+
+
+def test_warm_started_retrainings_follow_the_first_one_on_the_given_schedule():
+    from stream_app.data.synthetic import generate
+
+    events = [Interaction(e["user_id"], e["item_id"], e["type"], e["ts"])
+              for e in generate(900, n_users=40, n_items=120, seed=2)]
+    r = run_eval(events, "warm", retrain_every=150, epochs=1, seeds=1, progress=False, first_train=300,
+                 warm_epochs=1)
+    trainings = r["trainings"]
+    # after event 300, then every 150 events, none after the last one: 300, 450, 600, 750
+    assert [t["events"] for t in trainings] == [300, 450, 600, 750]
+    assert [t["warm"] for t in trainings] == [False, True, True, True]
+    assert all(t["holdout"]["warm_start"] == 1.0 for t in trainings[1:])
+    assert r["evaluated_from_event"] == 300 and r["retrain_every"] == 150 and r["warm_epochs"] == 1
+    assert "warm-started" in r["protocol"]["retraining"] and "warm-started" in markdown_table(r)
+    assert r["systems"]["deep"]["evaluated"] == r["systems"]["cooccurrence"]["evaluated"] > 0
