@@ -27,7 +27,9 @@ event's time, and reports ``categories@10`` (distinct catalogue categories per t
 event ``retrain_from``, default ``retrain_every``, then every ``retrain_every`` events) and
 installs it in every system that has ``set_deep`` and as the ``"deep"`` system; ``parts`` splits
 the judged span (``[warmup, total)``, by the judged event's index) into that many equal parts,
-reported per system as ``per_part``.
+reported per system as ``per_part``; once a retrained deep model with ``vocab_items()`` is served,
+events whose item it does not know (items newer than the model) are also reported apart, per
+system, as ``newer_than_deep``.
 
 >>> from models.base import Interaction
 >>> from models.retrieval.popularity import PopularityRecommender
@@ -153,12 +155,24 @@ class _Replay:
         """Per item: ``log2(events of the item + 1)`` (what novelty needs, kept up to date)."""
         self.item_users: dict[str, set[str]] = {}
         self.n = 0
+        self.deep_items: Collection[str] | None = None
+        """The items the deep model being served knows (None: no deep model yet)."""
+        self.newer = {name: [0, 0.0, 0.0] for name in systems}
+        """Per system, over events whose item the served deep model does not know: judged, HR@10, NDCG@10 sums."""
 
     def judge(self, ev: Interaction, part: int | None) -> None:
         """Look the event's item up in the lists pushed after the user's previous event."""
+        newer = self.deep_items is not None and ev.item_id not in self.deep_items
         for name in self.systems:
             items, nov = self.pushed[name][ev.user_id]
             self.acc[name].add(items, ev.item_id, nov, ev.user_id, part)
+            if newer:
+                tally = self.newer[name]
+                tally[0] += 1
+                top = items[:10]
+                if ev.item_id in top:
+                    tally[1] += 1.0
+                    tally[2] += 1.0 / math.log2(top.index(ev.item_id) + 2)
 
     def learn(self, ev: Interaction) -> None:
         """Every system learns the event; the user's context and the item statistics follow it."""
@@ -233,6 +247,9 @@ class _Replay:
                                  "hr@10": hr / n if n else None, "ndcg@10": nd / n if n else None,
                                  "mrr@20": rr / n if n else None})
             res["per_part"] = per_part
+            n_new, hr_new, nd_new = self.newer[name]
+            res["newer_than_deep"] = {"evaluated": n_new, "hr@10": hr_new / n_new if n_new else None,
+                                      "ndcg@10": nd_new / n_new if n_new else None}
             out[name] = res
         return out
 
@@ -270,7 +287,7 @@ def evaluate(
 
     Returns ``{"events": n, "seconds": s, "events_per_s": r, "systems": {name: {"hr@10",
     "ndcg@10", "mrr@20", "coverage", "novelty", "diversity", "evaluated", "rank_ms",
-    "per_part"}}}`` (``per_part``: one ``{"from_event", "to_event", "evaluated", "hr@10",
+    "per_part", "newer_than_deep"}}}`` (``newer_than_deep``: ``{"evaluated", "hr@10", "ndcg@10"}``) (``per_part``: one ``{"from_event", "to_event", "evaluated", "hr@10",
     "ndcg@10", "mrr@20"}`` per part, the metrics None where nothing was judged), and with
     ``per_user`` also ``"per_user": {name: {user: [judged, NDCG@10 sum]}}``.
     """
@@ -299,7 +316,11 @@ def evaluate(
                 history.append(ev)
                 due = run.n >= first_retrain and (run.n - first_retrain) % retrain_every == 0
                 if due and (total is None or run.n < total):  # none after the last event
-                    _install(systems, retrain(history))
+                    model = retrain(history)
+                    _install(systems, model)
+                    known = getattr(model, "vocab_items", None)
+                    if callable(known):
+                        run.deep_items = frozenset(known())
         run.push([(first + i, ev) for i, ev in enumerate(wave) if (first + i) % every == 0])
         bar.update(len(wave))
     bar.close()

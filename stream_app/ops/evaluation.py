@@ -278,9 +278,19 @@ def _aggregate(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 row[f"{m}_sd"] = _sd(vals) if vals else None
             fifths.append(row)
         res["per_fifth"] = fifths
+        res["newer_than_deep"] = _newer([p.get("newer_than_deep") for p in per])
         out[name] = res
     if ORACLE in out:
         _add_shares(out, runs)
+    return out
+
+
+def _newer(rows: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
+    """The seeds' figures on events whose item the served deep model did not know (means over seeds)."""
+    got = [r for r in rows if r is not None and r["evaluated"]]
+    out: dict[str, Any] = {"evaluated": _mean([r["evaluated"] for r in got]) if got else 0.0}
+    for m in ("hr@10", "ndcg@10"):
+        out[m] = _mean([r[m] for r in got]) if got else None
     return out
 
 
@@ -369,6 +379,13 @@ def markdown_table(result: dict[str, Any]) -> str:
         for name, m in result["systems"].items():
             cells = ["-" if f["ndcg@10"] is None else f"{f['ndcg@10']:.4f}" for f in m["per_fifth"]]
             rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    newer = {name: m.get("newer_than_deep") or {} for name, m in result["systems"].items()}
+    if any(n.get("evaluated") for n in newer.values()):
+        judged_new = max(n.get("evaluated") or 0 for n in newer.values())
+        rows += ["", f"On the {judged_new:,.0f} judged events whose item the served deep model did not know yet "
+                     "(newer than its training): " + ", ".join(
+                         f"{name} {n['ndcg@10']:.4f}" for name, n in newer.items() if n.get("ndcg@10") is not None)
+                 + " (NDCG@10)."]
     hv = result.get("hybrid_vs_best")
     if hv:
         rows += ["", f"hybrid - {hv['other']} NDCG@10: {hv['diff']:+.4f}, per-user bootstrap 95% interval "

@@ -96,6 +96,37 @@ def test_retrain_hook_installs_new_deep_model():
         evaluate(events, systems, retrain_every=5, progress=False)
 
 
+def test_retrain_from_sets_the_first_retraining_and_items_newer_than_the_deep_model_are_judged_apart():
+    events = chain_events(10)  # items a, b, c, d and the distractor z
+    calls: list[int] = []
+
+    class Known(PopularityRecommender):
+        """A real model standing in as the deep one, knowing only the items it was retrained on."""
+
+        def __init__(self, items: set[str]) -> None:
+            super().__init__(half_life=None)
+            self.items = items
+
+        def vocab_items(self) -> list[str]:
+            return sorted(self.items)
+
+    def retrain(history):
+        calls.append(len(history))
+        return Known({"a", "b"} if len(calls) == 1 else {"a", "b", "c", "d", "z"})
+
+    systems = {"cooccurrence": CooccurrenceRecommender(), "deep": PopularityRecommender()}
+    out = evaluate(events, systems, retrain_every=30, retrain_from=10, retrain=retrain, warmup=10, progress=False)
+    assert calls == [10, 40, 70]
+    # between events 10 and 40 the served model knows a and b only: events on c, d and z are "newer"
+    expected = sum(1 for i, ev in enumerate(events[10:40], 10) if ev.item_id in "cdz"
+                   and any(e.user_id == ev.user_id for e in events[10:i]))
+    newer = out["systems"]["cooccurrence"]["newer_than_deep"]
+    assert newer["evaluated"] == expected > 0 and 0.0 <= newer["ndcg@10"] <= 1.0
+    assert out["systems"]["deep"]["newer_than_deep"]["evaluated"] == expected
+    with pytest.raises(ValueError, match="retrain_from"):
+        evaluate(events, systems, retrain_every=30, retrain_from=0, retrain=retrain, progress=False)
+
+
 def test_rules_filter_every_list_as_the_worker_does():
     """With a rule excluding a category, no system is credited for an item of it; the cap is honoured."""
     from models.filters.catalogue import ItemCatalogue
