@@ -29,7 +29,6 @@ stays full when some are dropped.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from models.filters.catalogue import ItemCatalogue
+from models.jsonfile import read_json
 
 Sourced = tuple[str, float, str]
 """A ranked candidate: item id, score, the source it came from."""
@@ -113,12 +113,7 @@ class Rules:
     @classmethod
     def from_file(cls, path: Path, catalogued_only: bool = False) -> Rules:
         """Rules from a JSON file (``STREAMREC_RULES_FILE``); ``catalogued_only`` may come from settings."""
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise RulesError(f"rules file {path} does not exist (STREAMREC_RULES_FILE)") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RulesError(f"rules file {path} is not readable JSON: {exc}") from None
+        data = read_json(path, "rules", "STREAMREC_RULES_FILE", RulesError)
         rules = cls.from_dict(data, str(path))
         if catalogued_only and not rules.catalogued_only:
             rules = cls(**{**rules.__dict__, "catalogued_only": True})

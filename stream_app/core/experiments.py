@@ -33,7 +33,6 @@ True
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import random
 from collections.abc import Sequence
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from models.filters.rules import Rules, RulesError
+from models.jsonfile import read_json
 
 Sourced = tuple[str, float, str]
 SYSTEMS = ("hybrid", "popularity", "cooccurrence")
@@ -149,12 +149,7 @@ class Experiment:
     @classmethod
     def from_file(cls, path: Path) -> Experiment:
         """The experiment in a JSON file (``STREAMREC_EXPERIMENTS_FILE``)."""
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ExperimentError(f"experiments file {path} does not exist (STREAMREC_EXPERIMENTS_FILE)") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ExperimentError(f"experiments file {path} is not readable JSON: {exc}") from None
+        data = read_json(path, "experiments", "STREAMREC_EXPERIMENTS_FILE", ExperimentError)
         return cls.from_dict(data, str(path))
 
 
