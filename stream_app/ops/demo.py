@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -13,10 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stream_app.ops.children import tie
+from stream_app.ops.demo_runs import DemoRun, new_events, new_run, prune_folders, prune_topics, start_at_end
 from stream_app.settings import Settings
 
 if TYPE_CHECKING:
     from stream_app.kafka import KafkaConnection
+
+log = logging.getLogger(__name__)
 
 
 def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
@@ -53,16 +57,19 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
             proc.wait()
 
 
-def train_when_ready(s: Settings, total: int, rate: float, stop: threading.Event) -> None:
-    """Once part of the stream is in, train a deep model (the worker hot-swaps it when promoted)."""
+def train_when_ready(s: Settings, total: int, rate: float, stop: threading.Event, run: DemoRun,
+                     conn: KafkaConnection, start: dict[int, int]) -> None:
+    """Once part of the stream is in, train a deep model on this run's events (the worker hot-swaps it)."""
     wait = min(20.0, 0.3 * total / rate) if rate else 5.0
     if stop.wait(wait):
         return
-    print("[demo] training the deep model on the events so far (`streamrec train`) ...", flush=True)
+    n = new_events(conn, s.events_topic, start)
+    print(f"[demo] training the deep model on this run's {n} events so far (`streamrec train`) ...", flush=True)
     log_path = s.data_dir / "demo-train.log"
     with open(log_path, "ab") as log:
-        done = subprocess.run([sys.executable, "-m", "stream_app", "train", "--epochs", "3", "--no-progress"],
-                              stdout=subprocess.PIPE, stderr=log, env=dict(os.environ))
+        done = subprocess.run([sys.executable, "-m", "stream_app", "train", "--epochs", "3", "--no-progress",
+                               "--max-events", str(max(n, 1))],
+                              stdout=subprocess.PIPE, stderr=log, env=dict(os.environ, **run.env))
     if done.returncode == 0:
         print(f"[demo] trained: {done.stdout.decode().strip()[:300]}", flush=True)
         print("[demo] the worker swaps the promoted model in; `source: deep` items follow", flush=True)
@@ -112,7 +119,7 @@ def _event_source(dataset: Path | None, fmt: str, events: int) -> tuple[Iterable
 
 
 def _start_feed(s: Settings, conn: KafkaConnection, source: Iterable[Any], total: int, rate: float,
-                stop: threading.Event) -> tuple[threading.Thread, dict[str, Any]]:
+                stop: threading.Event, run: DemoRun, start: dict[int, int]) -> tuple[threading.Thread, dict[str, Any]]:
     """Start the producer and the trainer threads; return the producer and the dict its result lands in."""
     from stream_app.cli.produce import produce_events
 
@@ -124,7 +131,7 @@ def _start_feed(s: Settings, conn: KafkaConnection, source: Iterable[Any], total
 
     producer = threading.Thread(target=feed, daemon=True)
     producer.start()
-    trainer = threading.Thread(target=train_when_ready, args=(s, total, rate, stop), daemon=True)
+    trainer = threading.Thread(target=train_when_ready, args=(s, total, rate, stop, run, conn, start), daemon=True)
     trainer.start()
     return producer, result
 
@@ -157,14 +164,32 @@ def _follow(s: Settings, conn: KafkaConnection, worker: subprocess.Popen[bytes],
     consumer.close()
 
 
+def _forget_earlier_runs(conn: KafkaConnection, run: DemoRun) -> None:
+    """Delete earlier runs' topics and all but the newest data folders (best effort: a failure is only logged)."""
+    from kafka.errors import KafkaError
+
+    gone = prune_folders(run)
+    try:
+        topics = prune_topics(conn, run)
+    except KafkaError as exc:
+        log.warning("could not delete earlier demo runs' topics (%s); they only take disk space", exc)
+        topics = []
+    if gone or topics:
+        print(f"[demo] removed {len(gone)} earlier run folder(s) and {len(topics)} of their topics", flush=True)
+
+
 def run_demo(s: Settings, dataset: Path | None, fmt: str, events: int, rate: float, keep_running: bool) -> None:
     from stream_app import broker
 
     conn = s.kafka_connection()  # TLS / SASL options for every client of the demo
-    was_running = _start_broker(s)
-    worker_log = s.data_dir / "demo-worker.log"
-    print(f"[demo] starting a worker (log: {worker_log}) ...", flush=True)
-    worker = start_worker(s, worker_log)
+    run = new_run(s)
+    rs = run.settings(s)  # the run's own group, shared topic and data folder
+    was_running = _start_broker(rs)
+    _forget_earlier_runs(conn, run)
+    start = start_at_end(conn, run, s.events_topic)
+    worker_log = rs.data_dir / "demo-worker.log"
+    print(f"[demo] starting a worker (run {run.name}, log: {worker_log}) ...", flush=True)
+    worker = start_worker(rs, worker_log, env_extra=run.env)
     stop = threading.Event()
     try:
         _wait_http(f"{s.web_url}/health", 120, worker)
@@ -172,7 +197,7 @@ def run_demo(s: Settings, dataset: Path | None, fmt: str, events: int, rate: flo
         source, total, label = _event_source(dataset, fmt, events)
         print(f"[demo] replaying {total} events from {label} at "
               f"{'full speed' if not rate else f'{rate:.0f} events/s'}; recommendations follow:", flush=True)
-        producer, result = _start_feed(s, conn, source, total, rate, stop)
+        producer, result = _start_feed(rs, conn, source, total, rate, stop, run, start)
         _follow(s, conn, worker, worker_log, producer, result, keep_running, stop)
     except KeyboardInterrupt:
         print("\n[demo] stopping ...", flush=True)

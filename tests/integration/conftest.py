@@ -18,6 +18,8 @@ from stream_app.ops.testbed import IsolatedPipeline, WorkerProc
 
 KAFKA_PORT = int(os.environ.get("STREAMREC_TEST_KAFKA_PORT", "39092"))
 CACHE = Path.home() / ".cache" / "streamrec" / "kafka"
+BROKER_DATA: dict[str, Path] = {}
+"""The session broker's data folder, by bootstrap (what ``streamrec kafka`` and the demo look up)."""
 
 
 def _port_pair_free(port: int) -> bool:
@@ -36,6 +38,7 @@ def kafka(tmp_path_factory) -> Iterator[str]:
     port = next(p for p in range(KAFKA_PORT, KAFKA_PORT + 200, 2) if _port_pair_free(p))
     data = tmp_path_factory.mktemp("kafka")
     broker.up("127.0.0.1", port, data, CACHE, {}, timeout=180)
+    BROKER_DATA[f"127.0.0.1:{port}"] = data
     yield f"127.0.0.1:{port}"
     broker.down(data)
 
