@@ -118,8 +118,6 @@ def grow(prev: SequenceModel, prev_vocab: Vocabulary, vocab: Vocabulary, seqs: S
     """
     shape = prev.config()
     model = SequenceModel(len(vocab), shape["dim"], shape["layers"], shape["heads"], shape["max_len"], dropout)
-    state = {k: v for k, v in prev.state_dict().items() if k != "item_emb.weight"}
-    model.load_state_dict(state, strict=False)
     old_w = prev.item_emb.weight.detach().to("cpu")
     known = np.full(len(vocab) + 1, -1, np.int64)
     for item, j in vocab.index.items():
@@ -140,8 +138,7 @@ def grow(prev: SequenceModel, prev_vocab: Vocabulary, vocab: Vocabulary, seqs: S
         has = counts > 0
         new_w[has] = sums[has] / counts[has].unsqueeze(1).float()
     new_w[PAD] = 0.0
-    with torch.no_grad():
-        model.item_emb.weight.copy_(new_w)
+    model.load_state_dict({**prev.state_dict(), "item_emb.weight": new_w})  # strict: every other weight is prev's
     return model.to(dev), int((known < 0).sum())
 
 
@@ -168,14 +165,14 @@ def recent_tails(evs: Sequence[Interaction], by_user: dict[str, list[int]], sinc
 
 
 def _continue(start: Start, evs: Sequence[Interaction], since: float | None, cfg: TrainConfig, epochs: int,
-              dev: torch.device, progress: bool) -> tuple[SequenceModel, Vocabulary, list[list[int]], list[float], int,
-                                                          int]:
+              dev: torch.device, progress: bool) -> tuple[SequenceModel, Vocabulary, list[list[int]], list[float], int]:
+    """Grow ``start`` to the vocabulary of ``evs`` and train it on the tails since ``since``."""
     vocab, by_user = sequences(evs, cfg)
     seqs = [s for s in by_user.values() if s]
-    model, n_new = grow(start.model, start.vocab, vocab, seqs, _dropout(cfg), dev, cfg.seed)
+    model, _ = grow(start.model, start.vocab, vocab, seqs, _dropout(cfg), dev, cfg.seed)
     tails = recent_tails(evs, by_user, since, cfg.max_len, cfg.seed)
     seconds, _, _ = fit(model, tails, cfg, epochs, dev, progress, False, 0)
-    return model, vocab, seqs, seconds, n_new, len(tails)
+    return model, vocab, seqs, seconds, len(tails)
 
 
 def _dropout(cfg: TrainConfig) -> float:
@@ -192,11 +189,10 @@ def warm_train(events: Iterable[Interaction], start: Start, epochs: int = WARM_E
     if epochs < 1:
         raise ValueError("a warm retraining needs at least one epoch")
     t0 = time.perf_counter()
-    cfg = start.config if seed is None else TrainConfig.from_dict({**start.config.to_dict(), "seed": seed})
-    # the shape is the previous model's whatever the stored config says
-    shape = start.model.config()
-    cfg = TrainConfig.from_dict({**cfg.to_dict(), "dim": shape["dim"], "layers": shape["layers"],
-                                 "heads": shape["heads"], "max_len": shape["max_len"], "dropout": _dropout(cfg)})
+    shape = start.model.config()  # the shape is the previous model's, whatever the stored config says
+    cfg = TrainConfig.from_dict({**start.config.to_dict(), **({} if seed is None else {"seed": seed}),
+                                 "dim": shape["dim"], "layers": shape["layers"], "heads": shape["heads"],
+                                 "max_len": shape["max_len"], "dropout": _dropout(start.config)})
     torch.manual_seed(cfg.seed)
     dev = pick_device(device, False)
     evs = check_events(events)
@@ -211,7 +207,7 @@ def warm_train(events: Iterable[Interaction], start: Start, epochs: int = WARM_E
     if score:
         held = split(evs, cfg, since)
         n_train = bisect.bisect_left([e.ts for e in evs], held.cutoff)
-        model, vocab, _, secs, _, _ = _continue(start, evs[:n_train], since, cfg, epochs, dev, progress)
+        model, vocab, _, secs, _ = _continue(start, evs[:n_train], since, cfg, epochs, dev, progress)
         epoch_seconds += secs
         holdout = held.holdout
         holdout.exclude_seen = bool(cfg.exclude_seen)
@@ -222,7 +218,7 @@ def warm_train(events: Iterable[Interaction], start: Start, epochs: int = WARM_E
                         "cutoff_ts": held.cutoff})
         start = Start(model, vocab, cfg, evs[n_train - 1].ts)
         since = start.data_end_ts
-    model, vocab, seqs, secs, _, n_tails = _continue(start, evs, since, cfg, epochs, dev, progress)
+    model, vocab, seqs, secs, n_tails = _continue(start, evs, since, cfg, epochs, dev, progress)
     n_new = sum(item not in known for item in vocab.items)  # new to the model this run started from
     epoch_seconds += secs
     serving = serving_plan(vocab, seqs, cfg)

@@ -101,30 +101,34 @@ def prune_topics(conn: KafkaConnection, run: DemoRun) -> list[str]:
         admin.close()
 
 
-def _end_offsets(conn: KafkaConnection, topic: str, group: str | None = None) -> dict[int, int]:
-    from kafka import OffsetAndMetadata, TopicPartition
+def _end_offsets(conn: KafkaConnection, topic: str) -> dict[int, int]:
+    """The end offset of every partition of ``topic`` (empty when it does not exist)."""
+    from kafka import TopicPartition
 
-    consumer = kafka_consumer(conn, group_id=group, enable_auto_commit=False)
+    consumer = kafka_consumer(conn, group_id=None, enable_auto_commit=False)
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        if not tps:
-            return {}
-        end = consumer.end_offsets(tps)
-        if group is not None:
-            consumer.assign(tps)
-            consumer.commit({tp: OffsetAndMetadata(end[tp], "", -1) for tp in tps})
-        return {tp.partition: int(end[tp]) for tp in tps}
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        return {tp.partition: int(end) for tp, end in consumer.end_offsets(tps).items()} if tps else {}
     finally:
         consumer.close()
 
 
 def start_at_end(conn: KafkaConnection, run: DemoRun, topic: str) -> dict[int, int]:
     """Commit the run's group at the end of ``topic`` (before its worker starts); return those offsets."""
-    return _end_offsets(conn, topic, run.app_id)
+    from kafka import OffsetAndMetadata, TopicPartition
+
+    ends = _end_offsets(conn, topic)
+    if ends:
+        consumer = kafka_consumer(conn, group_id=run.app_id, enable_auto_commit=False)
+        try:
+            tps = {p: TopicPartition(topic, p) for p in ends}
+            consumer.assign(list(tps.values()))
+            consumer.commit({tps[p]: OffsetAndMetadata(end, "", -1) for p, end in ends.items()})
+        finally:
+            consumer.close()
+    return ends
 
 
 def new_events(conn: KafkaConnection, topic: str, start: dict[int, int]) -> int:
     """Records written to ``topic`` since ``start`` (offsets per partition)."""
-    now = _end_offsets(conn, topic)
-    return sum(max(0, end - start.get(p, 0)) for p, end in now.items())
+    return sum(max(0, end - start.get(p, 0)) for p, end in _end_offsets(conn, topic).items())
