@@ -56,9 +56,9 @@ class Settings(BaseSettings):
     auth_token: str | None = Field(None, description="bearer token required by every page but /metrics and /health")
     peer_hosts: str = Field(
         "", max_length=4000,
-        description="hosts (comma-separated, shell-style patterns such as 'worker-*') of group members the "
-                    "dashboard's cluster view may ask, forwarding the caller's token; loopback and this "
-                    "worker's own host are always allowed",
+        description="hosts (comma-separated, shell-style patterns such as 'worker-*') of group members that "
+                    "may receive the caller's token: the dashboard's cluster view asks them, and per-user "
+                    "requests are forwarded to them; loopback and this worker's own host are always allowed",
     )
     log_level: str = "info"
     top_k: int = Field(10, ge=1, le=100)

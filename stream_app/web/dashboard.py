@@ -19,14 +19,11 @@ removes it from the address bar and sends it as an ``Authorization`` header).
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import logging
 import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -38,6 +35,7 @@ from stream_app.core.experiment_report import merge as merge_variants
 from stream_app.core.stats import LatencyReservoir, Reading, StatsCollector, percentile
 from stream_app.web.auth import authorized, authorized_page
 from stream_app.web.group import HOLD_S, merge_quality, merge_series, peer_part
+from stream_app.web.peers import peer_allowed
 
 if TYPE_CHECKING:
     from stream_app.worker.build import Worker
@@ -246,28 +244,6 @@ class Dashboard:
             for key in ("series", "partition_lag", "variants"):
                 wk.pop(key, None)
         return {"workers": workers, "totals": totals, "series": group, "quality": quality, "experiment": experiment}
-
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
-
-
-def peer_allowed(patterns: str, own_host: str) -> Callable[[str], bool]:
-    """Whether a peer's URL may be asked (with the caller's token): its host matches a pattern.
-
-    >>> ok = peer_allowed("worker-*, 10.0.0.7", own_host="worker-1")
-    >>> [ok(u) for u in ("http://worker-3:6066", "http://10.0.0.7:6066", "http://evil.example:6066")]
-    [True, True, False]
-    >>> peer_allowed("", own_host="box")("http://127.0.0.1:6067")
-    True
-    """
-    allowed = [p.strip().lower() for p in patterns.split(",") if p.strip()]
-    allowed += [own_host.lower(), *LOOPBACK]
-
-    def ok(url: str) -> bool:
-        host = (urlsplit(url).hostname or "").lower()
-        return any(fnmatch.fnmatchcase(host, p) for p in allowed)
-
-    return ok
 
 
 async def fetch_peer(session: aiohttp.ClientSession, url: str, headers: dict[str, str],

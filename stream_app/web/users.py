@@ -1,7 +1,7 @@
 """Per-user look-ups: ``GET /users/{user_id}/state`` and ``GET /users/{user_id}/recommendations``.
 
 Answered by the worker that owns the user's partition (other workers forward the request there,
-query string and headers included). Both require ``Authorization: Bearer <token>`` when
+query string included, the caller's token only to an allowed host: :mod:`stream_app.web.routing`). Both require ``Authorization: Bearer <token>`` when
 ``STREAMREC_AUTH_TOKEN`` is set.
 
 ``/recommendations`` without ``fresh=true`` is the last message pushed to the user, byte for
@@ -21,6 +21,8 @@ from stream_app.core.state import decode_state
 from stream_app.web.answers import answer, error
 from stream_app.web.auth import authorized
 from stream_app.web.params import BadRequest, check_id, parse_list_query, require_catalogue
+from stream_app.web.peers import peer_allowed
+from stream_app.web.routing import owner_route
 
 if TYPE_CHECKING:
     from stream_app.worker.build import Worker
@@ -31,11 +33,12 @@ def register_user_views(w: Worker, on_request: OnRequest | None = None) -> None:
     guard = authorized(w.settings.auth_token)
     ranker = on_request if on_request is not None else OnRequest(w.pipeline, recent_max=w.settings.recent_max)
     top_k = w.settings.top_k
-    # ``self: View`` below: Faust's route decorators take handlers of any View, not of a subclass
+    route = owner_route(app, table, "user_id", peer_allowed(w.settings.peer_hosts, w.settings.advertised_web_host))
+    # ``self: View`` below: the route decorators take handlers of any View, not of a subclass
 
     class UserStateView(View):
         @guard
-        @app.table_route(table=table, match_info="user_id")
+        @route
         async def get(self: View, request: Request, user_id: str) -> Response:
             raw = table.get(user_id.encode())
             if raw is None:
@@ -44,7 +47,7 @@ def register_user_views(w: Worker, on_request: OnRequest | None = None) -> None:
 
     class UserRecommendationsView(View):
         @guard
-        @app.table_route(table=table, match_info="user_id")
+        @route
         async def get(self: View, request: Request, user_id: str) -> Response:
             query = request.query
             if not query:  # the contract's answer, unchanged
