@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     popularity_half_life_s: float = Field(86400.0, gt=0, description="half-life of decayed popularity")
     deep_pool: int = Field(4096, ge=0, description="items the deep model retrieves from when serving (0 = all)")
     producer_linger_ms: float = Field(5.0, ge=0, le=1000, description="how long the producer waits to fill a batch")
+    metadata_max_age_s: float = Field(
+        300.0, ge=1, le=86400,
+        description="how often the worker's consumer and producer refresh the cluster's metadata: also how long a "
+                    "deleted and recreated events topic goes unread")
     torch_threads: int = Field(1, ge=1, description="threads torch may use for scoring (more contend with Kafka)")
     deep_history: int = Field(20, ge=1, description="latest items of a user the deep model encodes when serving")
     rocksdb_block_cache_mb: int = Field(32, ge=1, description="RocksDB block cache per partition database")

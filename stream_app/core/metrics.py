@@ -36,6 +36,16 @@ class WorkerMetrics:
             "Events at an offset the user's state has passed yet newer than all it holds (topic recreated or reset?)",
             registry=r,
         )
+        self.topic_changes = Counter(
+            "streamrec_events_topic_changes_total",
+            "Times the events topic turned out to be another topic than the stored offsets count in (recreated)",
+            registry=r,
+        )
+        self.other_topic_states = Counter(
+            "streamrec_other_topic_states_total",
+            "User states whose offset counted in an earlier events topic, taken as new (the topic was recreated)",
+            registry=r,
+        )
         self.commits_held_back = Counter(
             "streamrec_commits_held_back_total",
             "Offset commits held back because they would have passed unprocessed events, by reason",

@@ -36,7 +36,7 @@ from schemas import REJECTIONS, Event
 from stream_app.core import logic
 from stream_app.core.live import LiveQuality
 from stream_app.core.sharing import AppliedOffsets, OutgoingUpdates, Updates
-from stream_app.core.state import UserState, apply_event, decode_state, encode_state
+from stream_app.core.state import UserState, apply_event, decode_state, encode_state, other_topic
 from stream_app.core.variants import Lists, rank_lists
 
 if TYPE_CHECKING:
@@ -83,7 +83,8 @@ class Checkpoint(msgspec.Struct):
     shared_positions: dict[int, int] = msgspec.field(default_factory=dict)
     items_shared: bool = False
     """Whether the items' side was learned from the shared topic (else locally, up to ``ranker_offsets``)."""
-    """Per partition of the shared topic, the next record to read."""
+    events_topic: int = 0
+    """The ``events`` topic (:func:`~stream_app.core.state.topic_identity`) the offsets above count in."""
 
 
 @dataclass
@@ -114,6 +115,13 @@ class Pipeline:
     """Events taken for replays (their offset is not above the user's last applied one) although
     they are newer than everything applied to the user: the events topic was probably recreated or
     reset, and the users' states no longer change."""
+    events_topic: int = 0
+    """The ``events`` topic the offsets count in (:func:`~stream_app.core.state.topic_identity`;
+    0 unknown); set by the worker at each assignment (:meth:`set_events_topic`)."""
+    topic_changes: int = 0
+    """How often the ``events`` topic turned out to be another one than the offsets counted in."""
+    other_topic_states: int = 0
+    """User states met whose offset counted in an earlier ``events`` topic (taken as new users' offsets)."""
     event_weights: dict[str, float] = field(default_factory=lambda: dict(FEEDBACK_WEIGHTS))
     """How much each event type teaches the reranker (a click, a purchase, a dislike ...)."""
     lists: Lists = field(default=None)  # type: ignore[assignment]
@@ -135,6 +143,31 @@ class Pipeline:
         """Split users between ``experiment``'s variants from the next batch on (None: no experiment)."""
         self.lists.set_experiment(experiment)
         self.live.variant_of = None if experiment is None else self.lists.variant_of
+
+    def set_events_topic(self, topic: int) -> bool:
+        """The ``events`` topic now read is ``topic``; return True if it replaced another one.
+
+        Offsets count within one topic. When the topic was deleted and created again (a new id)
+        the models' learned offsets belong to the old one: they start over (else every event
+        of the new topic would look learned already), and users' states do the same one by one
+        as their events arrive (:func:`~stream_app.core.state.apply_event`). Said loudly: the
+        old topic's events stay in what was learned, and a re-sent copy of them counts again.
+        """
+        if not topic or topic == self.events_topic:
+            return False
+        old, self.events_topic = self.events_topic, topic
+        if not old:
+            return False
+        self.topic_changes += 1
+        log.error("the events topic is not the one the stored offsets count in (topic identity %d, was %d): it "
+                  "was deleted and created again. Offsets start over: the models learn its events from the "
+                  "first, and each user's state takes its events as new (what the old topic taught stays). If "
+                  "the old events were copied into the new topic they count twice: to start from nothing, use "
+                  "a new STREAMREC_APP_ID and data folder", topic, old)
+        self.ranker_offsets.clear()
+        self.observe_offsets.clear()
+        self.item_offsets = AppliedOffsets()
+        return True
 
     # -- per event, in the ingest agent -------------------------------------------------------
     def expire_returns(self, max_items: int = 1000) -> int:
@@ -186,6 +219,7 @@ class Pipeline:
         """
         current: dict[tuple[int, str], UserState] = {}
         duplicates = 0
+        topic = self.events_topic
         last_shown = self.live.last_shown
         for p in batch:
             ev = p.event
@@ -196,7 +230,9 @@ class Pipeline:
                 st = decode_state(read(p.partition, user))
             before = logic.to_context(user, st)
             purchase_p, return_p = self.observe(before, ev, p.partition, p.offset)
-            new, applied = apply_event(st, ev, p.offset, recent_max, purchased_max)
+            if other_topic(st, topic):
+                self.other_topic_states += 1
+            new, applied = apply_event(st, ev, p.offset, recent_max, purchased_max, topic)
             if applied and ev.type != "impression":  # an impression says itself what was shown
                 new.shown = last_shown(user)
                 new.purchase_probability = purchase_p
@@ -355,6 +391,7 @@ class Pipeline:
                 item_offsets=dict(self.item_offsets.offsets),
                 shared_positions=dict(self.shared_positions),
                 items_shared=self.share_items,
+                events_topic=self.events_topic,
             )
         )
 
@@ -372,3 +409,4 @@ class Pipeline:
         # a checkpoint of a worker that learned the items' side locally learned it up to ranker_offsets
         self.item_offsets = AppliedOffsets(cp.item_offsets if cp.items_shared else cp.ranker_offsets)
         self.shared_positions = dict(cp.shared_positions)
+        self.events_topic = cp.events_topic

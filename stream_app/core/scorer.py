@@ -127,7 +127,10 @@ class Scorer:
     async def process(self, batch: list[Pending], send: Send, ack: Ack) -> None:
         t0 = time.perf_counter()
         if self.store is not None:
+            before = self.pipeline.other_topic_states
             states, duplicates = self.pipeline.prepare(batch, self.store.read, self.recent_max, self.purchased_max)
+            if self.pipeline.other_topic_states != before:
+                self.metrics.other_topic_states.inc(self.pipeline.other_topic_states - before)
             if duplicates:
                 self.metrics.duplicates.inc(duplicates)
                 suspect = self.pipeline.suspect_replays - self._suspect_seen

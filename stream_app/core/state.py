@@ -19,6 +19,7 @@ False
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import msgspec
@@ -51,6 +52,8 @@ class UserState(msgspec.Struct, gc=False):
     """Online estimate that the user comes back within the return horizon."""
     hidden: list[str] = msgspec.field(default_factory=list)
     """Items the user disliked or hid, oldest first, at most ``HIDDEN_MAX``: never recommended again."""
+    topic: int = 0
+    """Which ``events`` topic ``offset`` counts in (:func:`topic_identity` of its Kafka topic id; 0 unknown)."""
 
     def to_json(self, user_id: str) -> dict[str, Any]:
         """The public view served by ``GET /users/{id}/state``."""
@@ -85,18 +88,55 @@ def decode_state(raw: bytes | None) -> UserState:
     return UserState() if raw is None else _decoder.decode(raw)
 
 
+def topic_identity(topic_id: str | None) -> int:
+    """A Kafka topic id (a UUID; Kafka >= 2.8) as the small integer a state stores; 0 when unknown.
+
+    A topic deleted and created again under the same name gets a new id, and its offsets start
+    over: an offset means something only together with the topic it counts in.
+
+    >>> topic_identity("bb553a81-ed5e-4d40-92cd-5318169ac242"), topic_identity(None)
+    (843672486738781396, 0)
+    >>> topic_identity("00000000-0000-0000-0000-000000000000")   # what an old broker answers
+    0
+    """
+    if not topic_id:
+        return 0
+    return int(uuid.UUID(str(topic_id)).hex[:15], 16)
+
+
+def other_topic(state: UserState, topic: int) -> bool:
+    """Whether ``state``'s offset counts in another ``events`` topic than ``topic`` (both known).
+
+    >>> other_topic(UserState(offset=9, topic=5), 7), other_topic(UserState(offset=9), 7)
+    (True, False)
+    """
+    return bool(topic and state.topic and state.topic != topic)
+
+
 def apply_event(
     state: UserState,
     event: Event,
     offset: int,
     recent_max: int = RECENT_MAX,
     purchased_max: int = PURCHASED_MAX,
+    topic: int = 0,
 ) -> tuple[UserState, bool]:
     """Return ``(new_state, applied)``; ``applied`` is False for an event already in the state.
 
-    The transition itself is :func:`models.base.apply_interaction`, shared with the models'
+    ``topic`` is the :func:`topic_identity` of the topic ``offset`` counts in (0: unknown, offsets
+    compared as they are). A state whose offset counts in another topic (the topic was deleted
+    and created again) takes the event as new: its offsets mean nothing here. The transition
+    itself is :func:`models.base.apply_interaction`, shared with the models'
     :meth:`~models.base.UserContext.after`.
+
+    >>> old = UserState(offset=900, topic=5)
+    >>> apply_event(old, Event("e-1", "u-1", "i-1", "view", 10.0), offset=3, topic=7)[0].offset
+    3
+    >>> apply_event(old, Event("e-1", "u-1", "i-1", "view", 10.0), offset=3, topic=5)[1]
+    False
     """
+    if topic and state.topic != topic:
+        state = msgspec.structs.replace(state, offset=-1 if state.topic else state.offset, topic=topic)
     if offset <= state.offset:
         return state, False
     if event.is_feedback:

@@ -24,7 +24,7 @@ from stream_app.core.pipeline import Pending
 from stream_app.core.scorer import Scorer
 from stream_app.settings import Settings
 from stream_app.worker.outbox import Outbox
-from stream_app.worker.readback import fetch_range, start_offsets
+from stream_app.worker.readback import fetch_range, start_offsets, topic_facts
 from stream_app.worker.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,26 @@ class Ingest:
         return await self.dead_letter(msg.key, msg.value, msg.topic, msg.partition, msg.offset,
                                       DlqReason.INTERNAL, reason)
 
+    async def check_topic(self) -> None:
+        """Tell the pipeline which ``events`` topic this assignment reads (its Kafka topic id), so
+        offsets of a deleted and recreated topic are not taken for replays; stop the worker when the
+        topic has another partition count than the states are keyed by (a recreated topic with
+        other partitions, or one a client created by accident with the broker's default)."""
+        name, want = self.topics.events_name, self.settings.events_partitions
+        try:
+            ident, partitions = await asyncio.to_thread(topic_facts, self.settings.kafka_connection(), name)
+        except Exception:
+            log.warning("could not read the id of topic %s; a recreated events topic goes unnoticed until "
+                        "the next rebalance", name, exc_info=True)
+            return
+        if partitions and partitions != want:
+            self.stop(f"topic {name} now has {partitions} partitions, but the users' states are kept for "
+                      f"{want} (STREAMREC_EVENTS_PARTITIONS): it was recreated with another count. Recreate it "
+                      f"with {want} partitions, or start a new STREAMREC_APP_ID with the new count")
+            return
+        if self.scorer.pipeline.set_events_topic(ident):
+            self.metrics.topic_changes.inc()
+
     async def starts(self, generation: int) -> dict[int, int]:
         """Where each events partition starts in this group generation (asked once per generation).
 
@@ -136,6 +156,7 @@ class Ingest:
                             exc_info=True)
                 found = {}
             self._starts.update(generation=generation, starts=found)
+            await self.check_topic()
         starts: dict[int, int] = self._starts["starts"]
         return starts
 

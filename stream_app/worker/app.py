@@ -58,6 +58,8 @@ def create_app(s: Settings, metrics: WorkerMetrics) -> faust.App:
         web_stats_enabled=False,
         web_metrics_enabled=False,
         consumer_auto_offset_reset="earliest",
+        consumer_metadata_max_age_ms=int(s.metadata_max_age_s * 1000),
+        producer_metadata_max_age_ms=int(s.metadata_max_age_s * 1000),
         broker_commit_interval=1.0,
         # Small polls and a roomy stream buffer: Faust stops fetching a partition once the buffer
         # is 80% full, and the remaining 20% holds several polls, so handing a record to the

@@ -9,7 +9,7 @@ import pytest
 from schemas import Event
 from stream_app.core.logic import to_context
 from stream_app.core.pipeline import Pending, Pipeline
-from stream_app.core.state import UserState, apply_event
+from stream_app.core.state import UserState, apply_event, decode_state
 
 
 def batch_of(p: Pipeline, n: int) -> list[Pending]:
@@ -72,3 +72,44 @@ def test_clicks_on_a_funnel_are_credited_to_the_list_where_the_user_met_the_item
     assert live["clicks"] == clicks > 100
     assert live["ctr"] > 2 * on_last_list / clicks
     assert live["purchases"] > 10 and live["conversion"] > 0
+
+
+def _learn(p: Pipeline, store: dict[str, bytes], events: list[tuple[str, str, int]]) -> int:
+    batch = [Pending(Event(f"e-{off}", user, item, "click", 100.0 + off), 0, off) for user, item, off in events]
+    states, duplicates = p.prepare(batch, lambda part, user: store.get(user))
+    store.update({user: raw for (_, user), raw in states.items()})
+    p.score(batch)
+    return duplicates
+
+
+def test_a_recreated_events_topic_starts_the_offsets_over_for_models_and_states():
+    p, store = Pipeline(), {}
+    p.set_events_topic(11)
+    assert _learn(p, store, [("u-1", f"i-{k}", k) for k in range(6)]) == 0
+    assert p.ranker_offsets == {0: 5} and p.observe_offsets == {0: 5}
+    saved = p.checkpoint()
+
+    restored = Pipeline()
+    restored.restore(saved)
+    assert restored.events_topic == 11
+    assert restored.set_events_topic(11) is False  # the same topic after a restart: nothing changes
+    assert restored.set_events_topic(22) is True and restored.topic_changes == 1
+    assert restored.ranker_offsets == {} and restored.observe_offsets == {}
+    # offsets 0..2 of the new topic: new events for the models and for the user's state
+    assert _learn(restored, store, [("u-1", f"n-{k}", k) for k in range(3)]) == 0
+    assert restored.other_topic_states == 1
+    state = decode_state(store["u-1"])
+    assert state.counts[1] == 9 and state.topic == 22 and state.offset == 2
+    assert restored.ranker_offsets == {0: 2}
+    # and within the new topic, a replay is still a replay
+    assert _learn(restored, store, [("u-1", "n-2", 2)]) == 1
+
+
+def test_an_unknown_topic_id_keeps_comparing_bare_offsets():
+    p, store = Pipeline(), {}
+    _learn(p, store, [("u-1", "a", 0), ("u-1", "b", 1)])
+    assert p.set_events_topic(0) is False
+    assert _learn(p, store, [("u-1", "b", 1)]) == 1  # a replay, as before
+    p.set_events_topic(7)  # the first id known: states adopt it, offsets stay meaningful
+    assert _learn(p, store, [("u-1", "b", 1)]) == 1 and p.topic_changes == 0
+    assert decode_state(store["u-1"]).topic == 7  # adopted, the offset kept: later offsets count in it
