@@ -36,6 +36,11 @@ class WorkerMetrics:
             "Events at an offset the user's state has passed yet newer than all it holds (topic recreated or reset?)",
             registry=r,
         )
+        self.unlearned = Counter(
+            "streamrec_unlearned_events_total",
+            "Events below the committed offsets that the online models' checkpoint had not learned (lost to a crash)",
+            registry=r,
+        )
         self.topic_changes = Counter(
             "streamrec_events_topic_changes_total",
             "Times the events topic turned out to be another topic than the stored offsets count in (recreated)",

@@ -169,6 +169,27 @@ class Pipeline:
         self.item_offsets = AppliedOffsets()
         return True
 
+    def take_unlearned(self, starts: dict[int, int]) -> dict[int, int]:
+        """Per partition, the events below ``starts`` (the committed offsets) the online models never
+        learned: the models were checkpointed at a lower offset, and the worker stopped without a
+        later checkpoint (a kill -9). They are not replayed (their offsets are committed), so
+        their learning is lost; users' states are not (they are written before each commit).
+        Only partitions the models learned before count (one that moved here from another
+        worker was never this worker's to learn). The learned offsets then move up to the
+        starts, so a loss is counted once.
+
+        >>> p = Pipeline(ranker_offsets={0: 99, 1: 40})
+        >>> p.take_unlearned({0: 130, 1: 41, 2: 500}), p.take_unlearned({0: 130}), p.ranker_offsets
+        ({0: 30}, {}, {0: 129, 1: 40})
+        """
+        out = {}
+        for partition, start in starts.items():
+            learned = self.ranker_offsets.get(partition)
+            if learned is not None and start > learned + 1:
+                out[partition] = start - learned - 1
+                self.ranker_offsets[partition] = start - 1
+        return out
+
     # -- per event, in the ingest agent -------------------------------------------------------
     def expire_returns(self, max_items: int = 1000) -> int:
         """Label users whose return horizon has passed (event time), a bounded number per call."""

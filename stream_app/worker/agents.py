@@ -118,6 +118,16 @@ class Ingest:
         return await self.dead_letter(msg.key, msg.value, msg.topic, msg.partition, msg.offset,
                                       DlqReason.INTERNAL, reason)
 
+    def count_unlearned(self, starts: dict[int, int]) -> None:
+        """Count (and say) the committed events the online models' checkpoint had not learned."""
+        lost = self.scorer.pipeline.take_unlearned(starts)
+        if lost:
+            self.metrics.unlearned.inc(sum(lost.values()))
+            log.warning("the online models' checkpoint is behind the committed offsets (partition: events not "
+                        "learned) %s: the worker stopped without checkpointing (killed?); those events stay in "
+                        "the users' states but the online models will not learn them (a shorter "
+                        "STREAMREC_CHECKPOINT_INTERVAL_S loses less)", lost)
+
     async def check_topic(self) -> None:
         """Tell the pipeline which ``events`` topic this assignment reads (its Kafka topic id), so
         offsets of a deleted and recreated topic are not taken for replays; stop the worker when the
@@ -157,6 +167,7 @@ class Ingest:
                 found = {}
             self._starts.update(generation=generation, starts=found)
             await self.check_topic()
+            self.count_unlearned(found)
         starts: dict[int, int] = self._starts["starts"]
         return starts
 

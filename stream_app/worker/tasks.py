@@ -143,4 +143,14 @@ def register_tasks(w: Worker) -> None:
     app.task(run_confirmer)
     app.task(run_model_watcher)
     app.timer(interval=w.settings.checkpoint_interval_s, name="checkpoint_online_models")(checkpoint_online_models)
+
+    async def checkpoint_at_shutdown(*_: object, **__: object) -> None:
+        # a stopped worker loses no learning: its next start finds the models where they were
+        try:
+            await write_checkpoint(w)
+            log.info("online models checkpointed at shutdown (offsets %s)", w.pipeline.ranker_offsets)
+        except Exception:
+            log.exception("could not checkpoint the online models at shutdown")
+
+    app.on_before_shutdown.connect(checkpoint_at_shutdown)
     app.timer(interval=2.0, name="update_gauges")(gauges)
