@@ -6,6 +6,8 @@ tailing is :mod:`stream_app.cli.consume`.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -46,19 +48,20 @@ def produce(
         return
     check_format(fmt)
     source: Iterable[Any]
-    if file is None:
-        from stream_app.data.synthetic import generate
+    with contextlib.ExitStack() as stack:
+        if file is None:
+            from stream_app.data.synthetic import generate
 
-        source, total = generate(events, n_users=users, n_items=items, seed=seed), events
-    else:
-        from stream_app.data.sources import read_events
+            source, total = generate(events, n_users=users, n_items=items, seed=seed), events
+        else:
+            from stream_app.data.ordering import time_ordered
 
-        rows = read_events(require_file(file), fmt, errors="keep")
-        if limit:
-            rows = rows[:limit]
-        source, total = rows, len(rows)
-    sent, rejected, secs = produce_events(source, s.kafka_connection(), rate=rate, total=total, progress=progress,
-                                          topic=s.events_topic)
+            # streamed in time order with bounded memory; len() is the sorting pass, before any send
+            rows = stack.enter_context(time_ordered(require_file(file), fmt, errors="keep"))
+            total = min(len(rows), limit) if limit else len(rows)
+            source = itertools.islice(rows, total)
+        sent, rejected, secs = produce_events(source, s.kafka_connection(), rate=rate, total=total,
+                                              progress=progress, topic=s.events_topic)
     typer.echo(f"sent {sent} events ({rejected} invalid rows sent as-is for the DLQ) in {secs:.1f}s"
                f" = {sent / max(secs, 1e-9):,.0f} events/s", err=True)
 

@@ -144,7 +144,9 @@ def read_events(path: Path | str, fmt: str, *, errors: Errors = "raise") -> list
     """Read a whole file and return its events sorted by ``ts`` (stable: ties keep file order).
 
     A :class:`Rejected` row (``errors="keep"``) has no usable time; it sorts with the ts of the
-    valid event just before it in the file, so it stays next to its neighbours.
+    valid event just before it in the file, so it stays next to its neighbours. The whole file is
+    held in memory; :func:`stream_app.data.ordering.time_ordered` streams the same sequence with
+    memory bounded by a chunk size (what ``streamrec produce`` and the demo replay).
     """
     items = list(iter_events(path, fmt, errors=errors))
     keys = []

@@ -106,10 +106,10 @@ def _event_source(dataset: Path | None, fmt: str, events: int) -> tuple[Iterable
     """The events to replay, how many there are, and how to name them: ``dataset``, else a synthetic stream."""
     source: Iterable[Any]
     if dataset is not None:
-        from stream_app.data.sources import read_events
+        from stream_app.data.ordering import time_ordered
 
-        source = read_events(dataset, fmt, errors="keep")
-        total = len(source)
+        replay = time_ordered(dataset, fmt, errors="keep")  # streamed in time order, bounded memory
+        source, total = replay, len(replay)  # len() sorts; its temporary files go when the replay ends or at exit
         label = f"{dataset} ({fmt})"
     else:
         from stream_app.data.synthetic import generate
