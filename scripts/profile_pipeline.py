@@ -109,6 +109,10 @@ def main() -> None:
         f"observe {1e6 * t_obs / n:.1f} us, score {1e6 * t_score / n:.1f} us); "
         f"by CPU time {n / run.cpu_s:,.0f} events/s"  # type: ignore[attr-defined]
     )
+    cache = getattr(deep, "vectors", None)
+    if cache is not None and cache.asked:
+        print(f"deep user vectors: {cache.asked:,} asked, {cache.computed:,} computed "
+              f"({1 - cache.computed / cache.asked:.1%} from the cache or shared within a batch)")
 
 
 if __name__ == "__main__":

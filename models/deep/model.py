@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from models.base import Interaction, Ranked, Recommender, UserContext
+from models.deep.vectors import VectorCache
 
 PAD = 0
 
@@ -250,6 +251,8 @@ class DeepRecommender(Recommender):
         """The serving pool chosen at training (the most frequent items covering the configured
         share of training interactions); None when unknown (an older artifact)."""
         self._version = version
+        self.vectors = VectorCache()
+        """User vectors of recently seen item sequences (serving only; the weights never change here)."""
 
     @property
     def trained_history(self) -> int:
@@ -283,11 +286,17 @@ class DeepRecommender(Recommender):
         The model reads each user's last :attr:`trained_history` known items (after collapsing
         repeats); ``history`` reads fewer (the latest ``history``), e.g. to bound serving cost.
         """
-        seqs, last = encode_batch(self._histories(users, history), self.model.max_len)
-        seqs = seqs[:, : int(last.max()) + 1]  # causal: trailing padding is never read
-        if self.model.training:
-            hidden: torch.Tensor = self.model(seqs)
+        hists = self._histories(users, history)
+        if self.model.training:  # weights that change between calls: nothing to remember
+            seqs, last = encode_batch(hists, self.model.max_len)
+            hidden: torch.Tensor = self.model(seqs[:, : int(last.max()) + 1])
             return hidden[torch.arange(len(users)), last]
+        keep = max(self.model.max_len - 1, 0)  # what encode_batch keeps of each history
+        return self.vectors.vectors([tuple(h[-keep:]) if keep else () for h in hists], self._last_states)
+
+    def _last_states(self, hists: Sequence[Sequence[int]]) -> torch.Tensor:
+        seqs, last = encode_batch(hists, self.model.max_len)
+        seqs = seqs[:, : int(last.max()) + 1]  # causal: trailing padding is never read
         return self.model.last_states(seqs, last)
 
     @torch.inference_mode()
