@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import random
 from collections import OrderedDict
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Generator, Iterator, Sequence
 from typing import Any, Protocol, Self, TypedDict, runtime_checkable
 
 import numpy as np
@@ -45,7 +45,7 @@ from numpy.typing import NDArray
 from river import linear_model, optim
 
 from models.base import EVENT_WEIGHTS, Interaction, Ranked, Recommender, UserContext
-from models.checkpoint import dump, load
+from models.checkpoint import dump, dump_steps, load
 from models.deep.candidates import DeepCandidates, PoolCache
 from models.deep.candidates import select as select_deep
 from models.linear import set_weights, weights_of
@@ -445,6 +445,10 @@ class OnlineRanker(Recommender):
     def to_bytes(self) -> bytes:
         """Weights, counters and retriever state (the deep model is saved by its registry)."""
         return dump(self.name, self.state())
+
+    def to_bytes_steps(self) -> Generator[None, None, bytes]:
+        """:meth:`to_bytes` in steps of bounded work (:func:`models.checkpoint.dump_steps`)."""
+        return dump_steps(self.name, self.state())
 
     @classmethod
     def from_bytes(cls, data: bytes, deep: Recommender | None = None) -> Self:

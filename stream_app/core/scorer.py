@@ -62,6 +62,9 @@ class Scorer:
         self.batch_max = batch_max
         self.batch_wait = batch_wait_ms / 1000.0
         self.queue: asyncio.Queue[Pending] = asyncio.Queue(maxsize=queue_max)
+        self.models_lock = asyncio.Lock()
+        """Held while the pipeline's online models change (a batch, a shared update, expiring returns)
+        or are read whole (a checkpoint encoded in a thread): take it around any such change."""
         self.last: OrderedDict[str, bytes] = OrderedDict()
         self.last_max = last_max
         self.sent = 0
@@ -97,24 +100,25 @@ class Scorer:
         while True:
             batch = await self._next_batch()
             self.metrics.queue.set(self.queue.qsize())
-            try:
-                await self.process(batch, send, ack)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("scoring failed for a batch of %d; retrying its events one by one", len(batch))
-                for p in batch:
-                    try:
-                        await self.process([p], send, ack)
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception as exc:
-                        log.exception(
-                            "scoring failed: partition=%d offset=%d user=%r event=%r",
-                            p.partition, p.offset, p.event.user_id, p.event.event_id,
-                        )
-                        out = await dead_letter(p, f"internal error while scoring: {exc!r}")
-                        await self.acknowledge([out], [p.handle], ack)
+            async with self.models_lock:
+                try:
+                    await self.process(batch, send, ack)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("scoring failed for a batch of %d; retrying its events one by one", len(batch))
+                    for p in batch:
+                        try:
+                            await self.process([p], send, ack)
+                        except asyncio.CancelledError:
+                            raise
+                        except Exception as exc:
+                            log.exception(
+                                "scoring failed: partition=%d offset=%d user=%r event=%r",
+                                p.partition, p.offset, p.event.user_id, p.event.event_id,
+                            )
+                            out = await dead_letter(p, f"internal error while scoring: {exc!r}")
+                            await self.acknowledge([out], [p.handle], ack)
 
     async def acknowledge(self, outputs: list[Any], handles: list[Any], ack: Ack) -> None:
         """Acknowledge ``handles`` once ``outputs`` are written (through the confirmer, if any)."""

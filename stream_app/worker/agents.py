@@ -145,7 +145,9 @@ class Ingest:
                       f"{want} (STREAMREC_EVENTS_PARTITIONS): it was recreated with another count. Recreate it "
                       f"with {want} partitions, or start a new STREAMREC_APP_ID with the new count")
             return
-        if self.scorer.pipeline.set_events_topic(ident):
+        async with self.scorer.models_lock:  # the models' offsets may start over
+            changed = self.scorer.pipeline.set_events_topic(ident)
+        if changed:
             self.metrics.topic_changes.inc()
 
     async def starts(self, generation: int) -> dict[int, int]:
@@ -167,7 +169,8 @@ class Ingest:
                 found = {}
             self._starts.update(generation=generation, starts=found)
             await self.check_topic()
-            self.count_unlearned(found)
+            async with self.scorer.models_lock:  # the models' offsets move up to the commits
+                self.count_unlearned(found)
         starts: dict[int, int] = self._starts["starts"]
         return starts
 

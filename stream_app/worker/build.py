@@ -162,6 +162,7 @@ def build_worker(s: Settings, outbox: Outbox | None = None) -> Worker:
         w.shared = SharedReader(pipeline, s.kafka_connection(), s.shared_topic, s.events_partitions, metrics,
                                 s.shared_catchup_s, worker=s.instance_id or s.web_url,
                                 weights_interval_s=s.share_weights_s)
+        w.shared.models_lock = scorer.models_lock
         w.send_shared = send_shared
         if isinstance(out, ProducerOutbox):
             w.shared.on_fatal = stop_worker

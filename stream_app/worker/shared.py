@@ -10,6 +10,7 @@ entries at a time; see :mod:`stream_app.core.sharing` for why each event counts 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,8 @@ class SharedReader(TopicReader):
         self.worker = worker
         self.peers = PeerWeights(worker, max_age_s=max(30.0, 6 * weights_interval_s))
         self._pairs_at = 0
+        self.models_lock = asyncio.Lock()
+        """Taken around every change to the pipeline's models (the worker passes the scorer's)."""
 
     def positions(self) -> dict[int, int]:
         return self.pipeline.shared_positions  # checkpointed with the state it produced
@@ -65,7 +68,8 @@ class SharedReader(TopicReader):
         if isinstance(up, RankerWeights):
             self.peers.take(up, time.monotonic())
             return 1
-        n = self.pipeline.apply_shared(up)
+        async with self.models_lock:
+            n = self.pipeline.apply_shared(up)
         dup = len(up.entries) - n
         self.applied += n
         self.duplicates += dup
@@ -87,7 +91,8 @@ class SharedReader(TopicReader):
         rec = RankerWeights(VERSION, self.worker, own, pairs, time.time())
         merged = self.peers.merge(own, pairs, time.monotonic())
         if merged != own:
-            ranker.set_weights(merged)
+            async with self.models_lock:
+                ranker.set_weights(merged)
         error = await delivered(await send(f"ranker/{self.worker}".encode(), encode_weights(rec)))
         if error is not None:  # the next period publishes again
             log.warning("topic=%s: could not publish the reranker weights: %r", self.topic, error)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from stream_app.core.experiment_report import report
@@ -13,6 +14,9 @@ if TYPE_CHECKING:
     from stream_app.worker.build import Worker
 
 log = logging.getLogger(__name__)
+
+STEP_S = 0.005
+"""How long a checkpoint encodes before the event loop gets a turn."""
 
 
 def quiet_libraries(level_name: str) -> None:
@@ -26,16 +30,42 @@ def quiet_libraries(level_name: str) -> None:
         logging.getLogger(name).setLevel(max(level, logging.INFO if name == "faust" else logging.WARNING))
 
 
-async def write_checkpoint(w: Worker) -> None:
-    data = w.pipeline.checkpoint()  # on the loop, between batches: a consistent snapshot
+async def write_checkpoint(w: Worker, wait_s: float | None = None) -> bool:
+    """Encode the online models while nothing changes them, then write the file (in a thread).
+
+    The encoding runs in steps of a few milliseconds, with the event loop's other work (web
+    requests, heartbeats, the consumer, timers) in between; scoring waits for the models. Returns
+    False when the models were not free within ``wait_s``.
+    """
+    lock = w.scorer.models_lock
+    try:
+        await asyncio.wait_for(lock.acquire(), wait_s)
+    except TimeoutError:
+        return False
+    try:
+        steps = w.pipeline.checkpoint_steps()
+        turn = time.perf_counter()
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                data: bytes = done.value
+                break
+            if time.perf_counter() - turn > STEP_S:  # the loop's turn: requests, heartbeats, the consumer
+                await asyncio.sleep(0)
+                turn = time.perf_counter()
+    finally:
+        lock.release()
     await asyncio.to_thread(w.checkpoints.write, data)
     w.metrics.checkpoints.inc()
     w.metrics.online_learned.set(w.pipeline.ranker.version or 0)
+    return True
 
 
 async def update_gauges(w: Worker) -> None:
     """Expire return labels, publish live quality, and read the consumer lag (best effort)."""
-    w.pipeline.expire_returns()
+    async with w.scorer.models_lock:
+        w.pipeline.expire_returns()
     live = w.pipeline.live.snapshot()
     m = w.metrics
     m.live_hr.set(live["hr@10"])
@@ -147,8 +177,10 @@ def register_tasks(w: Worker) -> None:
     async def checkpoint_at_shutdown(*_: object, **__: object) -> None:
         # a stopped worker loses no learning: its next start finds the models where they were
         try:
-            await write_checkpoint(w)
-            log.info("online models checkpointed at shutdown (offsets %s)", w.pipeline.ranker_offsets)
+            if await write_checkpoint(w, wait_s=10.0):
+                log.info("online models checkpointed at shutdown (offsets %s)", w.pipeline.ranker_offsets)
+            else:
+                log.warning("online models not checkpointed at shutdown: a batch held them for 10 s")
         except Exception:
             log.exception("could not checkpoint the online models at shutdown")
 
