@@ -36,6 +36,7 @@ from itertools import chain
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch import nn
 
 from models.base import Interaction, Ranked, Recommender, UserContext
@@ -214,6 +215,36 @@ def encode_batch(
     return torch.from_numpy(seqs), torch.from_numpy(lens)
 
 
+def length_buckets(last: NDArray[np.int64], min_rows: int = 32) -> list[tuple[NDArray[np.int64], int]]:
+    """Rows grouped so that each group is padded to its own longest history, not the batch's.
+
+    Returns ``(rows, width)`` pairs (``width`` = positions the group needs). The split point is
+    the one that saves the most padded positions, kept only when it saves more than a forward
+    pass costs (about ``min_rows`` rows of the longest width); small batches stay whole.
+
+    >>> last = np.array([1, 1, 2, 1, 19, 20, 1, 2] * 8)
+    >>> [(len(rows), width) for rows, width in length_buckets(last)]
+    [(48, 3), (16, 21)]
+    >>> [(len(r), w) for r, w in length_buckets(np.array([3, 4, 5] * 20))]
+    [(60, 6)]
+    """
+    n = len(last)
+    width = int(last.max()) + 1 if n else 1
+    if n < 2 * min_rows:
+        return [(np.arange(n), width)]
+    order = np.argsort(last, kind="stable")
+    need = last[order] + 1  # positions each row needs, ascending
+    # padded positions when rows [0, k) get need[k-1] and rows [k, n) get ``width``
+    k = np.arange(1, n)
+    cost = k * need[:-1] + (n - k) * width
+    best = int(np.argmin(cost))
+    saved = n * width - int(cost[best])
+    if saved <= min_rows * width:
+        return [(np.arange(n), width)]
+    cut = best + 1
+    return [(order[:cut], int(need[cut - 1])), (order[cut:], width)]
+
+
 class DeepRecommender(Recommender):
     """Serves a trained :class:`SequenceModel`: batched scoring by dot product over all items.
 
@@ -295,9 +326,16 @@ class DeepRecommender(Recommender):
         return self.vectors.vectors([tuple(h[-keep:]) if keep else () for h in hists], self._last_states)
 
     def _last_states(self, hists: Sequence[Sequence[int]]) -> torch.Tensor:
+        """The serving vectors of ``hists``, shorter histories padded only to their own bucket's length."""
         seqs, last = encode_batch(hists, self.model.max_len)
-        seqs = seqs[:, : int(last.max()) + 1]  # causal: trailing padding is never read
-        return self.model.last_states(seqs, last)
+        buckets = length_buckets(last.numpy())
+        if len(buckets) == 1:
+            return self.model.last_states(seqs[:, : int(last.max()) + 1], last)  # causal: trailing padding unread
+        out = torch.empty((len(hists), self.model.dim))
+        for rows, width in buckets:
+            idx = torch.from_numpy(rows)
+            out[idx] = self.model.last_states(seqs[idx, :width], last[idx])
+        return out
 
     @torch.inference_mode()
     def score_all(self, users: Sequence[UserContext]) -> torch.Tensor:

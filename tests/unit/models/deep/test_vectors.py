@@ -70,3 +70,17 @@ def test_a_model_in_training_mode_bypasses_the_cache():
 def test_capacity_below_two_is_refused():
     with pytest.raises(ValueError, match="at least 2"):
         VectorCache(1)
+
+
+def test_length_buckets_give_the_vectors_of_the_whole_batch():
+    from models.deep.model import encode_batch, length_buckets
+
+    rec = _model()
+    rng = random.Random(4)
+    hists = [[rng.randrange(1, 31) for _ in range(rng.choice([1, 1, 2, 3, 5]))] for _ in range(150)]
+    hists += [[rng.randrange(1, 31) for _ in range(5)] for _ in range(20)]
+    seqs, last = encode_batch(hists, rec.model.max_len)
+    assert len(length_buckets(last.numpy())) == 2  # short histories apart from the long ones
+    with torch.inference_mode():
+        whole = rec.model.last_states(seqs[:, : int(last.max()) + 1], last)
+        assert torch.allclose(rec._last_states(hists), whole, atol=1e-5)
