@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,6 +37,14 @@ class Settings(BaseSettings):
     shared_topic: str = Field(
         "item-knowledge", min_length=1,
         description="topic through which the workers of a group share what they learn about items")
+    topic_replication_factor: int | Literal["auto"] = Field(
+        "auto",
+        description="replicas of every topic streamrec creates (events, recommendations, the state changelog...); "
+                    "auto = 3, or one per live broker on a smaller cluster (1 on the local single broker)")
+    min_insync_replicas: int | Literal["auto"] = Field(
+        "auto",
+        description="min.insync.replicas of every topic streamrec creates: replicas that must hold a write before "
+                    "it is acknowledged (acks=all); auto = the replication factor minus one, at least 1 (2 of 3)")
     security_protocol: SecurityProtocol = "PLAINTEXT"
     sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
     sasl_username: str | None = None
@@ -147,6 +156,16 @@ class Settings(BaseSettings):
                 raise ValueError(f"the weight of {name!r} must be a finite number >= 0, got {w}")
         return v
 
+    @field_validator("topic_replication_factor", "min_insync_replicas", mode="before")
+    @classmethod
+    def _check_replicas(cls, v: object) -> object:
+        text = str(v).strip().lower()
+        if text == "auto":
+            return "auto"
+        if isinstance(v, bool) or not text.isdigit() or not 1 <= int(text) <= 32:
+            raise ValueError(f"must be auto or a whole number from 1 to 32, got {v!r}")
+        return int(text)
+
     @field_validator("broker")
     @classmethod
     def _check_broker(cls, v: str) -> str:
@@ -203,6 +222,16 @@ class Settings(BaseSettings):
     def topic_configs(self) -> dict[str, dict[str, str]]:
         """Topic configurations streamrec creates topics with (the catalogue is compacted by item)."""
         return {self.items_topic: {"cleanup.policy": "compact"}}
+
+    def topic_replication(self) -> tuple[int | None, int | None]:
+        """(replication factor, min.insync.replicas) as set, None where a setting is ``auto``: what the
+        broker tools take (they resolve auto against the cluster they reach).
+
+        >>> Settings().topic_replication(), Settings(topic_replication_factor="3").topic_replication()
+        ((None, None), (3, None))
+        """
+        rf, isr = self.topic_replication_factor, self.min_insync_replicas
+        return (rf if isinstance(rf, int) else None), (isr if isinstance(isr, int) else None)
 
     def kafka_connection(self, bootstrap: str | None = None) -> KafkaConnection:
         """The Kafka connection these settings describe: every Kafka client is built on it.

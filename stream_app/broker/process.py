@@ -6,10 +6,14 @@ Files under ``data_dir``: ``server.properties``, ``log4j.properties``, ``broker.
 >>> props = server_properties("127.0.0.1", 9092, 9093, Path("/tmp/k"))
 >>> props["listeners"]
 'PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093'
+>>> node2 = server_properties("127.0.0.1", 9094, 9095, Path("/tmp/k2"), node_id=2, voters={1: 9093, 2: 9095, 3: 9097})
+>>> node2["node.id"], node2["controller.quorum.voters"], node2["min.insync.replicas"]
+('2', '1@127.0.0.1:9093,2@127.0.0.1:9095,3@127.0.0.1:9097', '2')
 """
 
 from __future__ import annotations
 
+import base64
 import errno
 import json
 import os
@@ -18,6 +22,8 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -63,12 +69,20 @@ def paths(data_dir: Path) -> dict[str, Path]:
     }
 
 
-def server_properties(host: str, port: int, controller_port: int, data_dir: Path) -> dict[str, str]:
-    """Settings of a single-node KRaft broker (broker and controller in one process) on ``host``."""
-    return {
+def server_properties(host: str, port: int, controller_port: int, data_dir: Path, *, node_id: int = 1,
+                      voters: Mapping[int, int] | None = None) -> dict[str, str]:
+    """Settings of one KRaft node (broker and controller in one process) on ``host``.
+
+    Alone by default. ``voters`` maps every node id of a cluster to its controller port: then the
+    quorum lists them all, and Kafka's internal topics (consumer offsets, transaction state) and
+    topics created without a replication factor get three replicas (one per node on a smaller
+    cluster), two of them in sync for a write to succeed.
+    """
+    voters = dict(voters) if voters else {node_id: controller_port}
+    props = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@{host}:{controller_port}",
+        "node.id": str(node_id),
+        "controller.quorum.voters": ",".join(f"{n}@{host}:{c}" for n, c in sorted(voters.items())),
         "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
         "advertised.listeners": f"PLAINTEXT://{host}:{port}",
         "controller.listener.names": "CONTROLLER",
@@ -83,13 +97,26 @@ def server_properties(host: str, port: int, controller_port: int, data_dir: Path
         "transaction.state.log.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
     }
+    if len(voters) > 1:
+        replicas = min(3, len(voters))
+        in_sync = str(max(1, replicas - 1))
+        props.update({
+            "offsets.topic.replication.factor": str(replicas),
+            "transaction.state.log.replication.factor": str(replicas),
+            "transaction.state.log.min.isr": in_sync,
+            "default.replication.factor": str(replicas),
+            "min.insync.replicas": in_sync,
+        })
+    return props
 
 
-def write_config(host: str, port: int, controller_port: int, data_dir: Path) -> None:
-    """(Re)write ``server.properties`` and ``log4j.properties`` for this start."""
+def write_config(host: str, port: int, controller_port: int, data_dir: Path, *, node_id: int = 1,
+                 voters: Mapping[int, int] | None = None) -> None:
+    """(Re)write ``server.properties`` and ``log4j.properties`` for this start (see :func:`server_properties`)."""
     p = paths(data_dir)
     p["logs"].mkdir(parents=True, exist_ok=True)
-    body = "".join(f"{k}={v}\n" for k, v in server_properties(host, port, controller_port, data_dir).items())
+    props = server_properties(host, port, controller_port, data_dir, node_id=node_id, voters=voters)
+    body = "".join(f"{k}={v}\n" for k, v in props.items())
     p["props"].write_text("# Written by streamrec on every start; edits are overwritten.\n" + body)
     p["log4j"].write_text(LOG4J)
 
@@ -113,8 +140,36 @@ def _java_cmd(libs: Path, data_dir: Path, main: str, *args: str, heap_mb: int = 
     ]
 
 
-def format_storage(libs: Path, data_dir: Path, timeout: float = 60) -> bool:
-    """Format ``kraft/`` with a new cluster id unless already formatted; True if it formatted."""
+def new_cluster_id() -> str:
+    """A random KRaft cluster id, as Kafka writes one (16 bytes, URL-safe base64, no padding).
+
+    >>> len(new_cluster_id()), new_cluster_id().startswith("-")
+    (22, False)
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):  # Kafka never hands out ids that read as an option
+            return cid
+
+
+def stored_cluster_id(data_dir: Path) -> str | None:
+    """The cluster id ``kraft/meta.properties`` records, or None when the storage is not formatted."""
+    try:
+        text = (paths(data_dir)["kraft"] / "meta.properties").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "cluster.id":
+            return value.strip()
+    return None
+
+
+def format_storage(libs: Path, data_dir: Path, timeout: float = 60, cluster_id: str | None = None) -> bool:
+    """Format ``kraft/`` unless already formatted; True if it formatted.
+
+    The nodes of one cluster share ``cluster_id``; a single node gets a new one from Kafka's tool.
+    """
     p = paths(data_dir)
     if (p["kraft"] / "meta.properties").is_file():
         return False
@@ -128,7 +183,8 @@ def format_storage(libs: Path, data_dir: Path, timeout: float = 60) -> bool:
             raise BrokerError(f"formatting Kafka storage in {p['kraft']} failed: {tail[0][:300]}")
         return done.stdout.strip()
 
-    cluster_id = run("random-uuid").splitlines()[-1].strip()
+    if cluster_id is None:
+        cluster_id = run("random-uuid").splitlines()[-1].strip()
     run("format", "-t", cluster_id, "-c", str(p["props"]), "--ignore-formatted")
     return True
 

@@ -103,13 +103,14 @@ def reliability(
     soak_s: float = typer.Option(600.0, "--soak-s", min=1, help="soak length in seconds (70% load)"),
     burst_s: float = typer.Option(60.0, "--burst-s", min=1, help="burst length in seconds (10x rate)"),
     quick: bool = typer.Option(False, "--quick", help="short versions (3 crashes, 20 s soak, 10 s burst)"),
-    only: str | None = typer.Option(None, "--only", help="comma-separated subset of crash,broker,fuzz,models,soak"),
+    only: str | None = typer.Option(None, "--only",
+                                    help="comma-separated subset of crash,broker,fuzz,models,soak,failover"),
     notes: str = typer.Option("", "--notes", help="a paragraph added to the report"),
     membership: str = typer.Option("dynamic", "--membership",
                                    help="group membership of the crashed worker: dynamic | static"),
 ) -> None:
     """Reliability suite on the broker of STREAMREC_BROKER: crashes, broker restart, bad input and models,
-    soak and burst; figures go to a Markdown report."""
+    soak and burst, and a broker failover on a private three-broker cluster; figures go to a Markdown report."""
     from stream_app import broker
     from stream_app.ops.reliability import SCENARIOS, SuiteConfig, render, run_suite
 
@@ -122,7 +123,8 @@ def reliability(
                                  param_hint="--only")
     s = get_settings()
     host, port = s.broker_host_port
-    if not broker.status(host, port, s.kafka_data_dir)["reachable"]:
+    on_shared_broker = set(chosen) - {"broker", "models", "failover"}  # those start their own broker or need none
+    if on_shared_broker and not broker.status(host, port, s.kafka_data_dir)["reachable"]:
         raise UserError(f"no Kafka broker answers at {s.bootstrap}; run `streamrec kafka up` first")
     cfg = SuiteConfig(crashes=crashes, soak_s=soak_s, burst_s=burst_s, quick=quick, membership=membership)
     results = run_suite(s.kafka_connection(), s.kafka_cache_dir, cfg, chosen, log=_log)

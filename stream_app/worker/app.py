@@ -10,6 +10,7 @@ from typing import Any
 import faust
 from faust.auth import SASLCredentials
 
+from stream_app.broker.topics import resolve_replication
 from stream_app.core.metrics import WorkerMetrics
 from stream_app.kafka import KafkaConnection
 from stream_app.settings import Settings
@@ -29,6 +30,20 @@ def faust_credentials(conn: KafkaConnection) -> Any:
     )
 
 
+def topic_replication(s: Settings) -> tuple[int, int]:
+    """Replication factor and ``min.insync.replicas`` of the topics Faust creates (the state changelog,
+    the assignor's topic).
+
+    ``auto`` counts as a single broker here: :func:`stream_app.worker.run.run_worker` replaces it
+    with what the cluster it reaches gets before it builds the app.
+
+    >>> topic_replication(Settings()), topic_replication(Settings(topic_replication_factor=3))
+    ((1, 1), (3, 2))
+    """
+    rf, isr = s.topic_replication()
+    return resolve_replication(rf, isr, brokers=rf or 1)
+
+
 def create_app(s: Settings, metrics: WorkerMetrics) -> faust.App:
     """A Faust app for ``s`` (raw keys and values: the agents validate records themselves)."""
     app = faust.App(
@@ -38,7 +53,7 @@ def create_app(s: Settings, metrics: WorkerMetrics) -> faust.App:
         store="rocksdb://",
         datadir=str(s.data_dir / "faust"),
         topic_partitions=s.events_partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=topic_replication(s)[0],
         key_serializer="raw",
         value_serializer="raw",
         processing_guarantee="at_least_once",

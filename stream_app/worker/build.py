@@ -164,11 +164,13 @@ def build_worker(s: Settings, outbox: Outbox | None = None) -> Worker:
                                 weights_interval_s=s.share_weights_s)
         w.shared.models_lock = scorer.models_lock
         w.send_shared = send_shared
+        w.shared.replication = s.topic_replication()
         if isinstance(out, ProducerOutbox):
             w.shared.on_fatal = stop_worker
     w.catalogue = CatalogueReader(pipeline.filter.catalogue, s.kafka_connection(), s.items_topic,
                                   s.events_partitions, metrics, s.shared_catchup_s, configs=s.topic_configs())
     w.catalogue.dead_letter = w.ingest.dead_letter
+    w.catalogue.replication = s.topic_replication()
     w.catalogue.owns = lambda partition: owns_events_partition(app, topics.events_name, partition)
     if isinstance(out, ProducerOutbox):
         w.catalogue.on_fatal = stop_worker

@@ -7,6 +7,7 @@ from typing import Any
 import faust
 
 from stream_app.settings import Settings
+from stream_app.worker.app import topic_replication
 
 
 def declare_user_state(app: faust.App, s: Settings) -> Any:
@@ -22,6 +23,8 @@ def declare_user_state(app: faust.App, s: Settings) -> Any:
             "block_cache_compressed_size": 0,
         },
         help="Per-user state (schemas in stream_app/core/state.py), key = user_id.",
+        # a changelog write is acknowledged once this many replicas hold it (the worker waits for that)
+        extra_topic_configs={"min.insync.replicas": str(topic_replication(s)[1])},
     )
 
 

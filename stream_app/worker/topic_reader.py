@@ -48,6 +48,8 @@ class TopicReader:
         """Set once every partition reached the end it had at start (or the catch-up gave up waiting)."""
         self.on_fatal: Callable[[str], None] | None = None
         """Called when the reader cannot go on (the worker must stop); None: the error is raised."""
+        self.replication: tuple[int | None, int | None] = (None, None)
+        """Replication factor and min.insync.replicas the topic is created with if missing (None: auto)."""
         self._since_yield = 0
         self._positions: dict[int, int] = {}
 
@@ -83,7 +85,9 @@ class TopicReader:
                           f"STREAMREC_EVENTS_PARTITIONS={self.partitions} partitions that this worker may read?)")
 
     async def _run(self) -> None:
-        await asyncio.to_thread(ensure_topics, self.conn, {self.topic: self.partitions}, 30.0, self.configs)
+        rf, isr = self.replication
+        await asyncio.to_thread(ensure_topics, self.conn, {self.topic: self.partitions}, 30.0, self.configs,
+                                replication=rf, min_insync=isr)
         consumer = aio_consumer(self.conn, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
                                 **self.consumer_options)
         await consumer.start()

@@ -1,4 +1,4 @@
-"""The reliability suite: crashes, a broker restart, bad input, bad models, soak and burst.
+"""The reliability suite: crashes, a broker restart, bad input, bad models, soak and burst, broker failover.
 
 Each scenario is a function that runs against a real broker and real worker processes and
 returns a dict of figures; :func:`run_suite` runs the selected ones and :func:`render` writes
@@ -23,14 +23,15 @@ from typing import Any
 from stream_app.kafka import KafkaTarget
 from stream_app.ops.reliability.badmodels import bad_models_scenario
 from stream_app.ops.reliability.crash import broker_restart_scenario, crash_scenario
+from stream_app.ops.reliability.failover import failover_scenario
 from stream_app.ops.reliability.fuzz import fuzz_scenario
 from stream_app.ops.reliability.report import render
 from stream_app.ops.reliability.soak import load_scenario
 
-SCENARIOS = ("crash", "broker", "fuzz", "models", "soak")
+SCENARIOS = ("crash", "broker", "fuzz", "models", "soak", "failover")
 
 __all__ = ["SCENARIOS", "SuiteConfig", "bad_models_scenario", "broker_restart_scenario", "crash_scenario",
-           "fuzz_scenario", "load_scenario", "render", "run_suite"]
+           "failover_scenario", "fuzz_scenario", "load_scenario", "render", "run_suite"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class SuiteConfig:
     capacity_events: int = 20_000
     membership: str = "dynamic"
     """Consumer group membership of the crashed worker: dynamic, or static (STREAMREC_INSTANCE_ID)."""
+    failover_down_s: float = 30.0
+    """How long the killed broker of the failover scenario stays down."""
     quick: bool = False
 
     def resolved(self) -> SuiteConfig:
@@ -54,7 +57,8 @@ class SuiteConfig:
             return self
         return replace(self, crashes=min(self.crashes, 3), soak_s=min(self.soak_s, 20.0),
                        burst_s=min(self.burst_s, 10.0), fuzz_events=min(self.fuzz_events, 4000),
-                       capacity_events=min(self.capacity_events, 5000))
+                       capacity_events=min(self.capacity_events, 5000),
+                       failover_down_s=min(self.failover_down_s, 12.0))
 
 
 def run_suite(bootstrap: KafkaTarget, kafka_cache_dir: Path, cfg: SuiteConfig, only: tuple[str, ...] = SCENARIOS,
@@ -71,6 +75,9 @@ def run_suite(bootstrap: KafkaTarget, kafka_cache_dir: Path, cfg: SuiteConfig, o
         "fuzz": lambda: fuzz_scenario(bootstrap, root, cfg.fuzz_events, cfg.fuzz_share, log=log),
         "models": lambda: bad_models_scenario(root, log=log),
         "soak": lambda: load_scenario(bootstrap, root, cfg.soak_s, cfg.burst_s, cfg.capacity_events, log=log),
+        "failover": lambda: failover_scenario(kafka_cache_dir, root, cfg.crash_rate, down_s=cfg.failover_down_s,
+                                              before_s=3.0 if cfg.quick else 10.0, after_s=5.0 if cfg.quick else 20.0,
+                                              log=log),
     }
     for name in only:
         t0 = time.monotonic()

@@ -78,7 +78,7 @@ def diagnose(example: dict[str, Any], logged: list[dict[str, Any]], recommended:
             "observed_equals_log_up_to_last_offset": prefix == example["observed"]}
 
 
-def _verify(bootstrap: KafkaTarget, topics: Topics, worker: WorkerProc, feeder: Feeder) -> dict[str, Any]:
+def verify(bootstrap: KafkaTarget, topics: Topics, worker: WorkerProc, feeder: Feeder) -> dict[str, Any]:
     logged = _log_events(bootstrap, topics, len(feeder.sent))
     logged_ids = {e["event_id"] for e in logged}
     got, n_msgs = wait_for_ids(bootstrap, topics.recommendations, logged_ids, timeout=180)
@@ -103,7 +103,7 @@ def _verify(bootstrap: KafkaTarget, topics: Topics, worker: WorkerProc, feeder: 
     }
 
 
-def _wait_scored(worker: WorkerProc, since: float, timeout: float = 180.0) -> float:
+def wait_scored(worker: WorkerProc, since: float, timeout: float = 180.0) -> float:
     """Seconds from ``since`` until the (re)started worker has published a recommendation."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -134,16 +134,16 @@ def crash_scenario(bootstrap: KafkaTarget, root: Path, crashes: int = 50, rate: 
     recoveries: list[float] = []
     t0 = time.monotonic()
     try:
-        _wait_scored(w, time.time())
+        wait_scored(w, time.time())
         for k in range(crashes):
             time.sleep(rng.uniform(0.3, 4.0))  # a random point in the stream
             killed = w.kill9()
             w.start()
-            recoveries.append(_wait_scored(w, killed))
+            recoveries.append(wait_scored(w, killed))
             log(f"crash {k + 1}/{crashes}: first recommendation {recoveries[-1]:.2f}s after kill -9")
         time.sleep(1.0)
         feeder.finish()
-        figures = _verify(bootstrap, topics, w, feeder)
+        figures = verify(bootstrap, topics, w, feeder)
     finally:
         feeder.finish()  # idempotent; stops the producer if anything above failed
         w.stop()
@@ -195,7 +195,7 @@ def broker_restart_scenario(cache_dir: Path, root: Path, rate: float = 200.0, n_
         feeder = Feeder(bootstrap, topics.events, rate, n_users=n_users, seed=1)
         feeder.start()
         try:
-            _wait_scored(w, time.time())
+            wait_scored(w, time.time())
             time.sleep(before_s)
             t_down = time.time()
             broker.down(data)
@@ -216,7 +216,7 @@ def broker_restart_scenario(cache_dir: Path, root: Path, rate: float = 200.0, n_
             time.sleep(after_s)
         finally:
             feeder.finish()
-        figures = _verify(bootstrap, topics, w, feeder)
+        figures = verify(bootstrap, topics, w, feeder)
         figures.update(
             broker_down_s=round(t_up - t_down, 1), worker_alive=w.alive, worker_restarts=w.starts - 1,
             worker_resumed_s_after_broker_up=_r(resumed), rate_events_s=rate,

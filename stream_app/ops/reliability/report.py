@@ -61,6 +61,29 @@ ROWS: dict[str, list[tuple[str, str]]] = {
         ("rebalances during the burst", "burst.rebalances"), ("RSS max in the burst (MiB)", "burst.rss_max_mib"),
         ("worker alive (no out-of-memory)", "burst.worker_alive"),
     ],
+    "failover": [
+        ("brokers", "brokers"), ("events: replicas / min.insync.replicas", "replication.events"),
+        ("recommendations: replicas / min.insync.replicas", "replication.recommendations"),
+        ("state changelog: replicas / min.insync.replicas", "replication.changelog"),
+        ("event rate (events/s, producer acks=all)", "rate_events_s"),
+        ("killed broker (kill -9, the leader of the most partitions)", "killed_broker"),
+        ("partitions it led", "killed_broker_led"),
+        ("events acknowledged", "events_acked"), ("send failures reported to the producer", "events_send_failed"),
+        ("acknowledged events missing from the log", "acked_but_missing_from_log"),
+        ("acknowledged events without a recommendation", "acked_without_recommendation"),
+        ("events without a recommendation", "events_without_recommendation"),
+        ("users whose state differs from a replay of the log", "users_mismatched"),
+        ("lost updates / double-applied updates", "lost_updates|double_applied_updates"),
+        ("duplicate recommendation messages (resent after the failover)", "duplicate_recommendations"),
+        ("worker still running / restarts", "worker_alive|worker_restarts"),
+        ("first recommendation generated after the kill (s)", "first_recommendation_after_kill_s"),
+        ("first one on a partition the killed broker led (s)", "first_recommendation_on_killed_leaders_partitions_s"),
+        ("every partition answering again (s)", "all_partitions_answering_s"),
+        ("leaders moved off the killed broker (s, kill to new leaders and ISR)", "leaders_moved_s"),
+        ("broker down (s, kill to serving again) / its restart (s)", "broker_down_s|broker_restart_s"),
+        ("all replicas in sync again after the restart (s)", "replicas_in_sync_after_restart_s"),
+        ("max lag before / after the kill (records)", "lag_max_before_kill|lag_max_after_kill"),
+    ],
 }
 
 TITLES = {
@@ -69,6 +92,7 @@ TITLES = {
     "fuzz": "3. Bad input",
     "models": "4. Bad models",
     "soak": "5-6. Soak and burst",
+    "failover": "7. Broker failover (three brokers)",
 }
 
 
