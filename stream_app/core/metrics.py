@@ -38,7 +38,8 @@ class WorkerMetrics:
         )
         self.unlearned = Counter(
             "streamrec_unlearned_events_total",
-            "Events below the committed offsets that the online models' checkpoint had not learned (lost to a crash)",
+            "Committed events of this worker's partitions its online models never learned (a kill between "
+            "checkpoints, or another worker processed the partition meanwhile)",
             registry=r,
         )
         self.topic_changes = Counter(
