@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING
 
 from stream_app.core.experiment_report import report
@@ -15,8 +14,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STEP_S = 0.005
-"""How long a checkpoint encodes before the event loop gets a turn."""
 
 
 def quiet_libraries(level_name: str) -> None:
@@ -31,11 +28,12 @@ def quiet_libraries(level_name: str) -> None:
 
 
 async def write_checkpoint(w: Worker, wait_s: float | None = None) -> bool:
-    """Encode the online models while nothing changes them, then write the file (in a thread).
+    """Encode the online models while nothing changes them, then write the file.
 
-    The encoding runs in steps of a few milliseconds, with the event loop's other work (web
-    requests, heartbeats, the consumer, timers) in between; scoring waits for the models. Returns
-    False when the models were not free within ``wait_s``.
+    The encoding runs in a thread, in steps of bounded work (:meth:`Pipeline.checkpoint_steps`),
+    so the event loop's other work (web requests, heartbeats, the consumer, timers) goes on
+    meanwhile; scoring waits for the models. Returns False when the models were not free within
+    ``wait_s``.
     """
     lock = w.scorer.models_lock
     try:
@@ -43,17 +41,9 @@ async def write_checkpoint(w: Worker, wait_s: float | None = None) -> bool:
     except TimeoutError:
         return False
     try:
-        steps = w.pipeline.checkpoint_steps()
-        turn = time.perf_counter()
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                data: bytes = done.value
-                break
-            if time.perf_counter() - turn > STEP_S:  # the loop's turn: requests, heartbeats, the consumer
-                await asyncio.sleep(0)
-                turn = time.perf_counter()
+        offsets = w.pipeline.checkpoint_offsets()  # on the loop: what the reader threads move stays put
+        # in a thread, in steps: each step is a short call, so the loop gets the GIL between them
+        data = await asyncio.to_thread(w.pipeline.checkpoint, offsets)
     finally:
         lock.release()
     await asyncio.to_thread(w.checkpoints.write, data)
