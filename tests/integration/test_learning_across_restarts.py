@@ -15,6 +15,7 @@ import time
 import orjson
 import pytest
 
+from stream_app.ops.scaleout import metric as scaleout_metric
 from stream_app.ops.testbed import event, read_records, send_events
 from tests.integration.conftest import Worker
 
@@ -23,8 +24,7 @@ USERS = [f"u-l-{k}" for k in range(6)]
 
 
 def metric(w: Worker, name: str) -> float:
-    _, body = w.get("/metrics")
-    return sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines() if line.startswith(name + " "))
+    return scaleout_metric(w.get("/metrics")[1].decode(), name)
 
 
 def committed(kafka: str, group: str, topic: str, partitions: int) -> int:

@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from stream_app.kafka import as_connection, kafka_admin
+from stream_app.ops.scaleout import metric as scaleout_metric
 from stream_app.ops.testbed import event, read_records, send_events
 from tests.integration.conftest import Worker
 
@@ -31,8 +32,7 @@ def state(w: Worker, user: str) -> dict:
 
 
 def metric(w: Worker, name: str) -> float:
-    _, body = w.get("/metrics")
-    return sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines() if line.startswith(name + " "))
+    return scaleout_metric(w.get("/metrics")[1].decode(), name)
 
 
 def test_a_recreated_events_topic_is_applied_not_taken_for_replays(pipeline, workers, kafka):

@@ -20,15 +20,7 @@ COMMANDS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _own_data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("STREAMREC_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("STREAMREC_BROKER", "kafka://127.0.0.1:9")
-    from stream_app.settings import get_settings
-
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+pytestmark = pytest.mark.usefixtures("own_settings")
 
 
 def test_every_command_of_the_contract_is_registered():

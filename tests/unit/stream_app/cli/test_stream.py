@@ -11,16 +11,7 @@ from stream_app.cli.main import main
 from stream_app.data.ordering import TimeOrdered
 from stream_app.data.sources import Rejected, read_events
 
-
-@pytest.fixture(autouse=True)
-def _own_settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("STREAMREC_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("STREAMREC_BROKER", "kafka://127.0.0.1:9")
-    from stream_app.settings import get_settings
-
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+pytestmark = pytest.mark.usefixtures("own_settings")
 
 
 @pytest.fixture
