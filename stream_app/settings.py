@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     return_horizon_s: float = Field(7 * 86400.0, gt=0, description="horizon of the return-probability model")
     popularity_half_life_s: float = Field(86400.0, gt=0, description="half-life of decayed popularity")
     deep_pool: int = Field(4096, ge=0, description="items the deep model retrieves from when serving (0 = all)")
+    max_items: int = Field(
+        1_000_000, ge=0,
+        description="most items the online models hold (0 = no bound, at least 1000 otherwise): past it the "
+                    "coldest by decayed popularity are forgotten; about 3 KB of memory per item held")
     producer_linger_ms: float = Field(5.0, ge=0, le=1000, description="how long the producer waits to fill a batch")
     metadata_max_age_s: float = Field(
         300.0, ge=1, le=86400,
@@ -154,6 +158,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"unknown event type {name!r}; expected some of {', '.join(known)}")
             if not 0 <= w < float("inf"):
                 raise ValueError(f"the weight of {name!r} must be a finite number >= 0, got {w}")
+        return v
+
+    @field_validator("max_items")
+    @classmethod
+    def _check_max_items(cls, v: int) -> int:
+        if 0 < v < 1000:
+            raise ValueError(f"must be 0 (no bound) or at least 1000, got {v}")
         return v
 
     @field_validator("topic_replication_factor", "min_insync_replicas", mode="before")

@@ -49,6 +49,7 @@ from models.checkpoint import dump, dump_steps, load
 from models.deep.candidates import DeepCandidates, PoolCache
 from models.deep.candidates import select as select_deep
 from models.linear import set_weights, weights_of
+from models.rerank.capacity import ItemCapacity
 from models.rerank.explain import explain_row
 from models.rerank.features import FEATURES, SOURCES, CandidateSources, F, FloatArray, IntArray, candidate_features
 from models.retrieval.candidates import CHUNK_USERS, CandidateIndex
@@ -64,8 +65,9 @@ DeepLists = DeepCandidates | Sequence[Ranked]
 """Deep candidates of many users, as arrays or as ranked lists (see :mod:`models.deep.candidates`)."""
 Scored = tuple[IntArray, IntArray, FloatArray, IntArray, FloatArray]
 """Every candidate of a chunk of users: (user row, item id, score, source, feature rows)."""
-Impression = tuple[tuple[int, ...], NDArray[np.float32]]
-"""A list shown to a user: its candidates (index ids, best first) and their feature rows."""
+Impression = tuple[tuple[int, ...], NDArray[np.float32], int]
+"""A list shown to a user: its candidates (index ids, best first), their feature rows and the
+index's :attr:`~models.retrieval.candidates.CandidateIndex.generation` when it was made."""
 
 
 @runtime_checkable
@@ -151,6 +153,8 @@ class OnlineRanker(Recommender):
         self.n_learned = 0
         self.n_pairs = 0
         self._rng = random.Random(seed)
+        self.capacity: ItemCapacity | None = None
+        """The bound on the items held (see :meth:`set_max_items`); None: no bound."""
 
     def serving_retriever(self, model: Recommender) -> Recommender:
         """How a deep ``model`` retrieves candidates here: the model itself (see the hybrid's override)."""
@@ -255,10 +259,10 @@ class OnlineRanker(Recommender):
     def explain(self, user_id: str, item_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Why each of ``item_ids`` is in the list last ranked for ``user_id`` (see
         :mod:`models.rerank.explain`); an item that was not in it is left out."""
-        impression = self.memory.get(user_id)
+        impression = self._impression(self.memory.get(user_id))
         if impression is None:
             return {}
-        items, rows = impression
+        items, rows, _ = impression
         where = {i: pos for pos, i in enumerate(items)}
         ids, w = self.index.ids, self._weights()
         out: dict[str, dict[str, Any]] = {}
@@ -304,7 +308,7 @@ class OnlineRanker(Recommender):
     # -- learning -------------------------------------------------------------------------
     def _remember(self, user_id: str, items: tuple[int, ...], rows: NDArray[np.float32]) -> None:
         mem = self.memory
-        mem[user_id] = (items, rows)
+        mem[user_id] = (items, rows, self.index.generation)
         mem.move_to_end(user_id)
         if len(mem) > self.params["memory_users"]:
             mem.popitem(last=False)
@@ -324,7 +328,7 @@ class OnlineRanker(Recommender):
             weight = EVENT_WEIGHTS.get(event.type)
             if weight is None:
                 raise ValueError(f"unknown event type {event.type!r}; expected one of {sorted(EVENT_WEIGHTS)}")
-        impression = self.memory.pop(event.user_id, None)
+        impression = self._impression(self.memory.pop(event.user_id, None))
         if impression is not None:
             self._learn_impression(impression, event.item_id, user.shown, weight)
         self.n_learned += 1
@@ -336,11 +340,11 @@ class OnlineRanker(Recommender):
         Only the rejected item's side is learned: nothing is chosen, so popularity and
         co-occurrence do not change, and the impression stays for the user's next event.
         """
-        impression = self.memory.get(user.user_id)
+        impression = self._impression(self.memory.get(user.user_id))
         self.n_learned += 1
         if impression is None or weight <= 0:
             return
-        items, rows = impression
+        items, rows, _ = impression
         ids = self.index.ids
         ri = ids.get(item_id)
         try:
@@ -364,6 +368,12 @@ class OnlineRanker(Recommender):
         It reads only ``user.recent_items`` (the latest :attr:`item_window` matter), so a worker
         can learn it from an event another worker consumed (see :mod:`stream_app.core.sharing`).
         """
+        if self.capacity is not None and self.capacity.rounds:
+            # a forgotten item in the user's latest items stays forgotten (no row comes back for it)
+            ids = self.index.ids
+            recent = user.recent_items[-self.cooccurrence.window :]
+            if not all(r in ids for r in recent):
+                user = UserContext(user.user_id, tuple(r for r in recent if r in ids))
         self.cooccurrence.learn_one(user, event)
         if self._learn_pop:
             self.popularity.learn_one(user, event)
@@ -371,6 +381,27 @@ class OnlineRanker(Recommender):
         item = event.item_id
         pop = self.popularity
         self.index.set_popularity(self.index.ids[item], pop.counts[item], pop.log_scores[item])
+
+    # -- capacity -------------------------------------------------------------------------
+    def set_max_items(self, max_items: int) -> None:
+        """Hold at most ``max_items`` items (0: no bound); past it, :meth:`upkeep` forgets the coldest."""
+        self.index.max_items = max(0, int(max_items))
+        self.capacity = ItemCapacity(max_items) if max_items > 0 else None
+        self.index.reserve()
+
+    def upkeep(self) -> bool:
+        """One bounded step of keeping the items held under the bound; True while more remains
+        (call it between batches until it returns False, or once per batch)."""
+        if self.capacity is None:
+            return False
+        return self.capacity.step(self.index, self.popularity, self.cooccurrence, self._protected)
+
+    def _protected(self) -> IntArray:
+        """Ids never forgotten: the popularity leaderboard and the deep model's item pool."""
+        ids = self.index.ids
+        top = [ids.get(item, -1) for item in self.popularity.top_items(self.popularity.top_n)]
+        parts = [np.array(top, np.int64)] + [pool for _, pool in self._pool_ids.values()]
+        return np.concatenate(parts)
 
     def weights(self) -> dict[str, float]:
         """The reranker's weights, feature -> weight (a copy)."""
@@ -385,8 +416,14 @@ class OnlineRanker(Recommender):
         """How many of a user's latest items :meth:`learn_items` reads."""
         return self.cooccurrence.window
 
+    def _impression(self, impression: Impression | None) -> Impression | None:
+        """``impression``, unless an item id in it was freed since (it may name another item now)."""
+        if impression is None or self.index.still_means(impression[0], impression[2]):
+            return impression
+        return None
+
     def _learn_impression(self, impression: Impression, chosen: str, shown: Sequence[str], weight: float) -> None:
-        items, rows = impression
+        items, rows, _ = impression
         ci = self.index.ids.get(chosen)
         try:
             pos = items.index(ci)

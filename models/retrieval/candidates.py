@@ -57,13 +57,30 @@ class CandidateIndex:
     """Integer ids, neighbor rows and totals of a :class:`CooccurrenceRecommender`, as arrays."""
 
     def __init__(
-        self, cooccurrence: CooccurrenceRecommender, items: Iterable[str] = (), capacity: int = 1024
+        self, cooccurrence: CooccurrenceRecommender, items: Iterable[str] = (), capacity: int = 1024,
+        max_items: int = 0,
     ) -> None:
         self.cooc = cooccurrence
         self.ids: dict[str, int] = {}
+        """Id of every item held (an id freed by :meth:`forget` is given to a later item)."""
         self.names: list[str] = []
         self.width = 2 * cooccurrence.max_neighbors + 1
         self.capacity = 0
+        self.max_items = max(0, int(max_items))
+        """The most items meant to be held (0: no bound); the arrays are sized for it up front
+        (zero-filled memory is only committed once written), so they never grow by copying."""
+        self.alive = np.zeros(0, bool)
+        """Per id: whether it names an item held now."""
+        self.free: list[int] = []
+        self.dying: dict[str, int] = {}
+        """Items being forgotten -> their old id, until no neighbor row names that id any more."""
+        self._dying = np.zeros(0, bool)
+        self._dying_ids: list[int] = []
+        self._cursor = 0
+        self.generation = 0
+        """How many times forgotten ids were freed: a list of ids taken earlier may name other items now
+        (see :meth:`still_means`)."""
+        self.freed_at = np.zeros(0, np.int32)
         self.nb_idx = np.zeros((0, self.width), np.int32)
         self.nb_w = np.zeros((0, self.width))
         self.nb_len = np.zeros(0, np.int64)
@@ -85,10 +102,12 @@ class CandidateIndex:
     # -- ids ------------------------------------------------------------------------------
     def _grow(self, need: int) -> None:
         cap = max(need, 2 * self.capacity, 1024)
+        if self.max_items and need <= self.max_items + self.headroom:
+            cap = max(need, self.max_items + self.headroom)
         old = self.capacity
-        for name, fill in (("nb_idx", 0), ("nb_w", 0.0)):
+        for name in ("nb_idx", "nb_w"):  # zero-filled: pages are committed only once written
             arr = getattr(self, name)
-            new = np.full((cap, self.width), fill, arr.dtype)
+            new = np.zeros((cap, self.width), arr.dtype)
             new[:old] = arr
             setattr(self, name, new)
         for name in ("nb_len", "totals"):
@@ -101,19 +120,41 @@ class CandidateIndex:
             new = np.full(cap, value)
             new[: len(arr)] = arr
             setattr(self, name, new)
+        for name, dtype in (("alive", np.bool_), ("_dying", np.bool_), ("freed_at", np.int32)):
+            arr = getattr(self, name)
+            new = np.zeros(cap, dtype)
+            new[: len(arr)] = arr
+            setattr(self, name, new)
         self.capacity = cap
         self._stamp = np.zeros(CHUNK_USERS * cap, np.int32)
 
+    def reserve(self) -> None:
+        """Size the arrays for :attr:`max_items` now (so they never grow while serving)."""
+        if self.max_items and self.capacity < self.max_items + self.headroom:
+            self._grow(self.max_items + self.headroom)
+
+    @property
+    def headroom(self) -> int:
+        """Ids beyond :attr:`max_items` for the items that arrive while forgotten ones are swept."""
+        return max(4096, self.max_items // 8)
+
     def intern(self, item: str) -> int:
-        """The id of ``item``, assigning the next one to a new item."""
+        """The id of ``item``, assigning a free or the next one to a new item."""
         i = self.ids.get(item)
         if i is None:
-            i = len(self.names)
-            if i >= self.capacity:
-                self._grow(i + 1)
+            if self.free:
+                i = self.free.pop()
+                self.names[i] = item
+            else:
+                i = len(self.names)
+                if i >= self.capacity:
+                    self._grow(i + 1)
+                self.names.append(item)
+                self.slots.append(None)
             self.ids[item] = i
-            self.names.append(item)
-            self.slots.append(None)
+            self.alive[i] = True
+            if self.dying:  # an item being forgotten and seen again is a new item
+                self.dying.pop(item, None)
         return i
 
     def set_popularity(self, i: int, count: float, log_score: float) -> None:
@@ -123,6 +164,10 @@ class CandidateIndex:
 
     # -- learning -------------------------------------------------------------------------
     def _rebuild(self, i: int, d: dict[str, float]) -> None:
+        if self.dying:
+            gone = [b for b in d if b in self.dying]
+            if gone:
+                self.cooc.drop_neighbors(self.names[i], gone)
         ids = [self.intern(b) for b in d]
         n = len(ids)
         self.nb_idx[i, :n] = ids
@@ -150,7 +195,8 @@ class CandidateIndex:
                 ri = self.intern(r)
             slots = all_slots[ri]
             w = d.get(x)
-            if slots is None or w is None or len(d) < len(slots):  # new row or pruned: copy it all
+            if slots is None or w is None or len(d) < len(slots) or (xi not in slots and len(slots) >= self.width):
+                # new row, pruned, or full of ids being forgotten: copy it all
                 self._rebuild(ri, d)
                 nb_idx, nb_w, nb_len, totals = self.nb_idx, self.nb_w, self.nb_len, self.totals  # may have grown
             else:
@@ -161,6 +207,99 @@ class CandidateIndex:
                     nb_len[ri] = s + 1
                 nb_w[ri, s] = w
             totals[ri] = tots[r]
+
+    # -- forgetting -----------------------------------------------------------------------
+    def forget(self, ids: Sequence[int]) -> list[str]:
+        """Stop holding the items of ``ids`` (held ones); returns their names.
+
+        Their own rows and figures go at once (the caller drops them from the retrievers too);
+        the rows of other items that still name them are cleaned by :meth:`sweep`, and their ids
+        are given out again only once a whole sweep has passed (:attr:`sweeping` turns false).
+        Until then :meth:`votes` leaves them out.
+        """
+        names = self.names
+        gone = [names[i] for i in ids]
+        for nm, i in zip(gone, ids):
+            del self.ids[nm]
+            self.dying[nm] = i
+            self.slots[i] = None
+        arr = np.asarray(ids, np.int64)
+        self.alive[arr] = False
+        self._dying[arr] = True
+        self.nb_len[arr] = 0
+        self.totals[arr] = 0.0
+        self.pop_counts[arr] = 0.0
+        self.pop_log_scores[arr] = -np.inf
+        self._dying_ids.extend(ids)
+        self._cursor = 0
+        return gone
+
+    @property
+    def sweeping(self) -> bool:
+        """Whether forgotten ids wait for :meth:`sweep` before they can be given out again."""
+        return bool(self._dying_ids)
+
+    def sweep(self, rows: int = 32768, rebuilds: int = 512) -> bool:
+        """Clean the next ``rows`` rows (at most ``rebuilds`` of them changed) of the ids being
+        forgotten; returns True once every row was passed and those ids are free again."""
+        if not self._dying_ids:
+            return True
+        lo, end = self._cursor, len(self.names)
+        hi = min(lo + rows, end)
+        lens = self.nb_len[lo:hi]
+        bad = self._dying[self.nb_idx[lo:hi]] & (np.arange(self.width) < lens[:, None])
+        hit = lo + np.flatnonzero(bad.any(axis=1))
+        if len(hit) > rebuilds:
+            hi = int(hit[rebuilds])
+            hit = hit[:rebuilds]
+        for r in hit.tolist():
+            self._clean_row(r)
+        self._cursor = hi
+        if hi < end:
+            return False
+        freed = self._dying_ids
+        self.generation += 1
+        self._dying[np.asarray(freed, np.int64)] = False
+        self.freed_at[np.asarray(freed, np.int64)] = self.generation
+        for i in freed:
+            self.names[i] = ""
+        self.free.extend(freed)
+        self._dying_ids = []
+        self.dying = {}
+        return True
+
+    def still_means(self, ids: Sequence[int], generation: int) -> bool:
+        """Whether ``ids``, taken at ``generation``, still name the same items (none was freed since)."""
+        if generation == self.generation or not ids:
+            return True
+        return not bool((self.freed_at[np.asarray(ids, np.int64)] > generation).any())
+
+    def _clean_row(self, r: int) -> None:
+        n = int(self.nb_len[r])
+        row = self.nb_idx[r, :n]
+        dying = self._dying[row]
+        names = self.names
+        gone: list[str] = []
+        seen_again = False
+        for i in row[dying].tolist():
+            nm = names[i]
+            if nm in self.dying:
+                gone.append(nm)
+            else:
+                seen_again = True
+        item = names[r]
+        self.cooc.drop_neighbors(item, gone)
+        d = self.cooc.neighbors.get(item)
+        if seen_again or d is None:  # a neighbor forgotten then seen again has a new id: copy the row
+            self._rebuild(r, d if d is not None else {})
+            return
+        keep = ~dying
+        m = int(keep.sum())
+        ids = row[keep]
+        self.nb_w[r, :m] = self.nb_w[r, :n][keep]
+        self.nb_idx[r, :m] = ids
+        self.nb_len[r] = m
+        self.slots[r] = dict(zip(ids.tolist(), range(m)))
 
     # -- scoring --------------------------------------------------------------------------
     def keys_of(self, per_user: Sequence[Collection[str]]) -> tuple[np.ndarray, np.ndarray]:
@@ -224,13 +363,18 @@ class CandidateIndex:
         items = self.nb_idx[rr, col].astype(np.int64)
         vals = self.nb_w[rr, col] * np.repeat(fac, lens)
         uu = np.repeat(owner, lens)
+        latest = np.repeat(age_a == 0, lens)
+        if self._dying_ids:  # rows not swept yet may still name items being forgotten
+            ok = self.alive[items]
+            items, vals, uu, latest = items[ok], vals[ok], uu[ok], latest[ok]
+            n = len(items)
         keys = uu * self.capacity + items
         ar = np.arange(n, dtype=np.int32)
         stamp = self._stamp
         stamp[keys] = ar
         rep = stamp[keys]
         sums = np.bincount(rep, vals, n)
-        last = np.bincount(rep, np.where(np.repeat(age_a == 0, lens), vals, 0.0), n)
+        last = np.bincount(rep, np.where(latest, vals, 0.0), n)
         first = rep == ar
         gk, gv, gl, gu = keys[first], sums[first], last[first], uu[first]
         # best first per user; a tiny position term makes ties break the same in any wave

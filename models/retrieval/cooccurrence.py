@@ -26,7 +26,7 @@ Items without a vote come from a :class:`~models.retrieval.popularity.Popularity
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from models.base import Interaction, Ranked, Recommender, UserContext, event_weight
@@ -99,6 +99,22 @@ class CooccurrenceRecommender(Recommender):
     def _prune(self, item: str, d: dict[str, float]) -> None:
         keep = sorted(d.items(), key=lambda kv: (-kv[1], kv[0]))[: self.max_neighbors]
         self.neighbors[item] = dict(keep)
+
+    def forget(self, items: Iterable[str]) -> None:
+        """Drop the neighbor rows and totals of ``items``. Other items' rows may still name them:
+        :meth:`drop_neighbors` removes those (the candidate index finds them, see
+        :meth:`models.retrieval.candidates.CandidateIndex.forget`)."""
+        nbs, totals = self.neighbors, self.totals
+        for item in items:
+            nbs.pop(item, None)
+            totals.pop(item, None)
+
+    def drop_neighbors(self, item: str, gone: Iterable[str]) -> None:
+        """Remove ``gone`` from ``item``'s neighbor row (its total keeps what they added, as a prune does)."""
+        d = self.neighbors.get(item)
+        if d is not None:
+            for b in gone:
+                d.pop(b, None)
 
     # -- scoring --------------------------------------------------------------------------
     def neighbor_scores(self, user: UserContext) -> dict[str, float]:

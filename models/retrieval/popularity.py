@@ -25,7 +25,7 @@ from __future__ import annotations
 import heapq
 import math
 from bisect import bisect_left, insort
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from models.base import Interaction, Ranked, Recommender, UserContext, event_weight
@@ -184,6 +184,30 @@ class PopularityRecommender(Recommender):
         m.last_ts = st["last_ts"]
         m.rebuild_leaderboard()
         return m
+
+    def forget(self, items: Iterable[str]) -> int:
+        """Drop everything known about ``items`` (an item catalogue at its capacity makes room);
+        returns how many were known. An item forgotten and seen again starts from nothing.
+
+        >>> pop = PopularityRecommender(half_life=None, top_n=2)
+        >>> u = UserContext.empty("u")
+        >>> for item in "aab":
+        ...     pop.learn_one(u, Interaction("u", item, "click", 1.0))
+        >>> pop.forget(["a", "z"]), pop.top_items(2), pop.score("a")
+        (1, ['b'], 0.0)
+        """
+        n = 0
+        in_top = False
+        for item in items:
+            if self.log_scores.pop(item, None) is not None:
+                n += 1
+            self.counts.pop(item, None)
+            if item in self._top:
+                in_top = True
+        if in_top:  # rare: forgetting is meant for the coldest items
+            self.rebuild_leaderboard()
+            self.top_version += 1
+        return n
 
     def rebuild_leaderboard(self) -> None:
         """Recompute the leaderboard from :attr:`log_scores` (after they were set wholesale)."""

@@ -104,7 +104,7 @@ def reliability(
     burst_s: float = typer.Option(60.0, "--burst-s", min=1, help="burst length in seconds (10x rate)"),
     quick: bool = typer.Option(False, "--quick", help="short versions (3 crashes, 20 s soak, 10 s burst)"),
     only: str | None = typer.Option(None, "--only",
-                                    help="comma-separated subset of crash,broker,fuzz,models,soak,failover"),
+                                    help="comma-separated subset of crash,broker,fuzz,models,soak,failover,catalogue"),
     notes: str = typer.Option("", "--notes", help="a paragraph added to the report"),
     membership: str = typer.Option("dynamic", "--membership",
                                    help="group membership of the crashed worker: dynamic | static"),

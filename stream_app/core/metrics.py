@@ -141,6 +141,19 @@ class WorkerMetrics:
         self.filtered = Gauge(
             "streamrec_filtered_candidates", "Candidates dropped by the catalogue and the rules so far", registry=r,
         )
+        self.items_held = Gauge("streamrec_items_held", "Items the online models hold now", registry=r)
+        self.items_forgotten = Counter(
+            "streamrec_items_forgotten_total",
+            "Items the online models forgot to stay within STREAMREC_MAX_ITEMS (the coldest first)", registry=r,
+        )
+        self.loop_lag = Histogram(
+            "streamrec_event_loop_lag_seconds", "How late the worker's event loop ran a timer (blocked loop)",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=r,
+        )
+        self.loop_lag_max = Gauge(
+            "streamrec_event_loop_lag_max_seconds", "The latest a timer of the event loop ran in the last 10 to 20 seconds",
+            registry=r,
+        )
         self.item_events = Gauge(
             "streamrec_item_events_learned",
             "Events the item-side models (popularity, co-occurrence) have learned, from every worker when shared",

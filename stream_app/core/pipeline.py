@@ -104,6 +104,8 @@ class Pipeline:
     """Items the deep model retrieves from when serving (its most frequent; 0 = all)."""
     deep_history: int = 20
     """Latest items of a user the deep model encodes when serving."""
+    max_items: int = 0
+    """Most items the online models hold (0: no bound); :meth:`upkeep` forgets the coldest past it."""
     filter: ListFilter = field(default_factory=ListFilter)
     """The item catalogue and the business rules every list passes (inactive while both are empty)."""
     share_items: bool = False
@@ -134,6 +136,7 @@ class Pipeline:
             self.ranker = HybridRecommender(popularity=PopularityRecommender(half_life=self.popularity_half_life_s))
         self.ranker.deep_pool = self.deep_pool
         self.ranker.deep_history = self.deep_history
+        self.ranker.set_max_items(self.max_items)
         if self.returns is None:
             self.returns = ReturnPredictor(horizon=self.return_horizon_s)
         if self.lists is None:
@@ -387,6 +390,16 @@ class Pipeline:
             learn(UserContext("", e.recent), Interaction("", e.item_id, e.type, e.ts))
         return len(entries)
 
+    # -- a bounded item catalogue ------------------------------------------------------------
+    def upkeep_due(self) -> bool:
+        """Whether the online models hold more items than :attr:`max_items` allows, or are making room."""
+        cap = self.ranker.capacity
+        return cap is not None and cap.pending(self.ranker.index)
+
+    def upkeep(self) -> bool:
+        """One bounded step of making room (see :mod:`models.rerank.capacity`); True while more remains."""
+        return self.ranker.upkeep()
+
     def prepare_deep(self, model: Recommender) -> Recommender:
         """Build the serving retriever of a newly loaded deep model (call it off the event loop)."""
         return self.ranker.serving_retriever(model)
@@ -441,6 +454,7 @@ class Pipeline:
         deep, retriever = self.ranker.deep, self.ranker.retriever
         self.ranker = HybridRecommender.from_bytes(cp.ranker)
         self.ranker.deep_pool, self.ranker.deep_history = self.deep_pool, self.deep_history
+        self.ranker.set_max_items(self.max_items)
         if deep is not None:
             self.ranker.set_deep(deep, retriever)
         self.purchase = PurchasePropensity.from_bytes(cp.purchase)

@@ -49,6 +49,7 @@ class Scorer:
         self.latencies = LatencyReservoir()
         """Event -> recommendation latencies of the latest events (for the dashboard)."""
         self._suspect_seen = 0
+        self._forgotten_seen = 0
         self.confirmer: Confirmer | None = None
         """Acknowledges a batch once its outputs are written; None: acknowledge once they are sent."""
         self.share: Send | None = None
@@ -119,6 +120,28 @@ class Scorer:
                             )
                             out = await dead_letter(p, f"internal error while scoring: {exc!r}")
                             await self.acknowledge([out], [p.handle], ack)
+            await self.upkeep()
+
+    async def upkeep(self, steps: int = 4) -> None:
+        """Up to ``steps`` bounded steps of making room in the online models (a bounded item
+        catalogue, :meth:`Pipeline.upkeep`), each after the loop had a turn."""
+        pipeline = self.pipeline
+        for _ in range(steps):
+            if not pipeline.upkeep_due():
+                break
+            await asyncio.sleep(0)
+            async with self.models_lock:
+                try:
+                    pipeline.upkeep()
+                except Exception:  # never let making room stop the scoring
+                    log.exception("making room in the online models failed; the items held may exceed the bound")
+                    break
+        cap = pipeline.ranker.capacity
+        if cap is not None and cap.forgotten != self._forgotten_seen:
+            if cap.forgotten < self._forgotten_seen:  # models restored from a checkpoint: a new count
+                self._forgotten_seen = 0
+            self.metrics.items_forgotten.inc(cap.forgotten - self._forgotten_seen)
+            self._forgotten_seen = cap.forgotten
 
     async def acknowledge(self, outputs: list[Any], handles: list[Any], ack: Ack) -> None:
         """Acknowledge ``handles`` once ``outputs`` are written (through the confirmer, if any)."""

@@ -127,6 +127,7 @@ def build_pipeline(s: Settings) -> Pipeline:
         popularity_half_life_s=s.popularity_half_life_s,
         deep_pool=s.deep_pool,
         deep_history=s.deep_history,
+        max_items=s.max_items,
         share_items=s.share_items,
         live=LiveQuality(window_s=s.attribution_window_s),
         event_weights={**FEEDBACK_WEIGHTS, **s.event_weights},

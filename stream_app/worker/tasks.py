@@ -65,6 +65,7 @@ async def update_gauges(w: Worker) -> None:
     m.returning.set(live["returning_rate"])
     m.online_learned.set(w.pipeline.ranker.version or 0)
     m.item_events.set(w.pipeline.ranker.popularity.n_events)
+    m.items_held.set(len(w.pipeline.ranker.index.ids))
     m.filtered.set(w.pipeline.lists.dropped)
     publish_variants(m, w.pipeline.live.variants())
     try:
@@ -72,6 +73,24 @@ async def update_gauges(w: Worker) -> None:
             m.lag.labels(str(partition)).set(lag)
     except Exception:  # lag is best effort while the consumer rebalances
         log.debug("consumer lag not available yet", exc_info=True)
+
+
+async def watch_loop(m: WorkerMetrics, period_s: float = 0.1, window_s: float = 10.0) -> None:
+    """Measure how late the event loop wakes a timer: anything that holds the loop (a long batch,
+    a checkpoint on the loop, a big copy) shows as lag, in ``streamrec_event_loop_lag_seconds``;
+    ``streamrec_event_loop_lag_max_seconds`` is the latest of the last ``window_s`` seconds."""
+    loop = asyncio.get_running_loop()
+    worst, worst_before, window_start = 0.0, 0.0, loop.time()
+    while True:
+        t = loop.time()
+        await asyncio.sleep(period_s)
+        now = loop.time()
+        late = max(0.0, now - t - period_s)
+        m.loop_lag.observe(late)
+        worst = max(worst, late)
+        if now - window_start >= window_s:  # the gauge covers this window and the one before
+            worst_before, worst, window_start = worst, 0.0, now
+        m.loop_lag_max.set(max(worst, worst_before))
 
 
 FIGURES = {"hr@10": "hr10", "ndcg@10": "ndcg10", "ctr": "ctr", "conversion": "conversion"}
@@ -155,7 +174,11 @@ def register_tasks(w: Worker) -> None:
         if w.catalogue is not None:
             await w.catalogue.run()
 
+    async def run_loop_watch() -> None:
+        await watch_loop(w.metrics)
+
     app.task(run_scorer)
+    app.task(run_loop_watch)
     app.task(run_catalogue_reader)
     if w.shared is not None and w.settings.share_weights_s > 0:
         app.timer(interval=w.settings.share_weights_s, name="share_ranker_weights")(share_ranker_weights)

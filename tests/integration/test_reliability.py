@@ -74,3 +74,14 @@ def test_soak_and_burst_keep_memory_and_lag_bounded(kafka, tmp_path, cfg):
     # with the rate; the full run reports the slope after a longer warm-up)
     per_event = soak["rss_slope_mib_per_min"] * 2**20 / (soak["rate_events_s"] * 60.0)
     assert per_event < 2048, (per_event, soak)
+
+
+def test_ever_new_items_stay_within_the_catalogue_bound_and_keep_being_answered(kafka, tmp_path, cfg):
+    fig = reliability.catalogue_scenario(kafka, tmp_path, events=cfg.catalogue_events,
+                                         max_items=cfg.catalogue_max_items)
+    assert fig["worker_alive"] and fig["all_answered"], {k: v for k, v in fig.items() if k != "samples"}
+    # far more distinct items streamed than the bound; the models held at most the bound and its headroom
+    assert fig["distinct_items_about"] > 4 * fig["max_items"]
+    assert fig["forgotten"] >= 0.9 * (fig["distinct_items_about"] - fig["max_items"] - fig["headroom"])
+    assert fig["items_held_max"] <= fig["max_items"] + fig["headroom"]
+    assert fig["hot_in_lists_of_20_users"] > 0  # the hot items survived and are served

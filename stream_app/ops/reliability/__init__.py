@@ -22,15 +22,17 @@ from typing import Any
 
 from stream_app.kafka import KafkaTarget
 from stream_app.ops.reliability.badmodels import bad_models_scenario
+from stream_app.ops.reliability.catalogue import catalogue_scenario
 from stream_app.ops.reliability.crash import broker_restart_scenario, crash_scenario
 from stream_app.ops.reliability.failover import failover_scenario
 from stream_app.ops.reliability.fuzz import fuzz_scenario
 from stream_app.ops.reliability.report import render
 from stream_app.ops.reliability.soak import load_scenario
 
-SCENARIOS = ("crash", "broker", "fuzz", "models", "soak", "failover")
+SCENARIOS = ("crash", "broker", "fuzz", "models", "soak", "failover", "catalogue")
 
-__all__ = ["SCENARIOS", "SuiteConfig", "bad_models_scenario", "broker_restart_scenario", "crash_scenario",
+__all__ = ["SCENARIOS", "SuiteConfig", "bad_models_scenario", "broker_restart_scenario", "catalogue_scenario",
+           "crash_scenario",
            "failover_scenario", "fuzz_scenario", "load_scenario", "render", "run_suite"]
 
 
@@ -49,6 +51,10 @@ class SuiteConfig:
     """Consumer group membership of the crashed worker: dynamic, or static (STREAMREC_INSTANCE_ID)."""
     failover_down_s: float = 30.0
     """How long the killed broker of the failover scenario stays down."""
+    catalogue_events: int = 2_200_000
+    """Events of the bounded-catalogue scenario (nine in ten for an item never seen before)."""
+    catalogue_max_items: int = 200_000
+    """``STREAMREC_MAX_ITEMS`` of its worker."""
     quick: bool = False
 
     def resolved(self) -> SuiteConfig:
@@ -58,7 +64,9 @@ class SuiteConfig:
         return replace(self, crashes=min(self.crashes, 3), soak_s=min(self.soak_s, 20.0),
                        burst_s=min(self.burst_s, 10.0), fuzz_events=min(self.fuzz_events, 4000),
                        capacity_events=min(self.capacity_events, 5000),
-                       failover_down_s=min(self.failover_down_s, 12.0))
+                       failover_down_s=min(self.failover_down_s, 12.0),
+                       catalogue_events=min(self.catalogue_events, 30_000),
+                       catalogue_max_items=min(self.catalogue_max_items, 5_000))
 
 
 def run_suite(bootstrap: KafkaTarget, kafka_cache_dir: Path, cfg: SuiteConfig, only: tuple[str, ...] = SCENARIOS,
@@ -78,6 +86,8 @@ def run_suite(bootstrap: KafkaTarget, kafka_cache_dir: Path, cfg: SuiteConfig, o
         "failover": lambda: failover_scenario(kafka_cache_dir, root, cfg.crash_rate, down_s=cfg.failover_down_s,
                                               before_s=3.0 if cfg.quick else 10.0, after_s=5.0 if cfg.quick else 20.0,
                                               log=log),
+        "catalogue": lambda: catalogue_scenario(bootstrap, root, cfg.catalogue_events, cfg.catalogue_max_items,
+                                                log=log),
     }
     for name in only:
         t0 = time.monotonic()

@@ -86,15 +86,19 @@ class Feeder(threading.Thread):
     """
 
     def __init__(self, bootstrap: KafkaTarget, topic: str, rate: Callable[[float], float] | float, n_users: int = 200,
-                 n_items: int = 2000, seed: int = 0, limit: int | None = None, **producer_kw: Any) -> None:
+                 n_items: int = 2000, seed: int = 0, limit: int | None = None,
+                 make: Callable[[str, int, random.Random], dict[str, Any]] | None = None, **producer_kw: Any) -> None:
         super().__init__(daemon=True)
+        self.n_users, self.n_items, self.limit = n_users, n_items, limit
+        self.make = make if make is not None else (
+            lambda run, i, rng: make_event(run, i, rng, self.n_users, self.n_items))
+        """Builds event ``i`` of the run (default :func:`make_event` over ``n_users`` and ``n_items``)."""
         kw = dict(retries=2**31 - 1, delivery_timeout_ms=180_000, max_block_ms=180_000, reconnect_backoff_max_ms=1000)
         self.producer = producer(bootstrap, **{**kw, **producer_kw})
         self.topic = topic
         self.rate = rate if callable(rate) else (lambda _t, r=float(rate): r)
         self.rng = random.Random(seed)
         self.run_id = uuid.uuid4().hex[:6]
-        self.n_users, self.n_items, self.limit = n_users, n_items, limit
         self.sent: list[dict[str, Any]] = []
         self.acked: set[str] = set()
         self.failed: dict[str, str] = {}
@@ -117,7 +121,7 @@ class Feeder(threading.Thread):
                 due += self.rate(now - start) * (now - last)
                 last = now
                 while len(self.sent) < int(due) and not self._halt.is_set():
-                    ev = make_event(self.run_id, len(self.sent), self.rng, self.n_users, self.n_items)
+                    ev = self.make(self.run_id, len(self.sent), self.rng)
                     fut = self.producer.send(self.topic, key=ev["user_id"].encode(), value=orjson.dumps(ev))
                     fut.add_callback(self._on_ok(ev["event_id"])).add_errback(self._on_err(ev["event_id"]))
                     self.sent.append(ev)

@@ -84,6 +84,22 @@ ROWS: dict[str, list[tuple[str, str]]] = {
         ("all replicas in sync again after the restart (s)", "replicas_in_sync_after_restart_s"),
         ("max lag before / after the kill (records)", "lag_max_before_kill|lag_max_after_kill"),
     ],
+    "catalogue": [
+        ("events / acknowledged by the broker", "events|acked"), ("distinct items streamed (about)", "distinct_items_about"),
+        ("event rate (events/s)", "rate_events_s"), ("STREAMREC_MAX_ITEMS / headroom", "max_items|headroom"),
+        ("most items held / at the end", "items_held_max|items_held_end"), ("items forgotten", "forgotten"),
+        ("RSS when the catalogue was first full / at the end / max (MiB)",
+         "rss_when_full_mib|rss_mib_at.100%|rss_max_mib"),
+        ("RSS at 10 / 25 / 50 / 75 % of the stream (MiB)", "rss_mib_at.10%|rss_mib_at.25%|rss_mib_at.50%|rss_mib_at.75%"),
+        ("memory slope once full (MiB/min)", "rss_slope_after_full_mib_per_min"),
+        ("event loop late at most (ms): whole run / after warm-up / p99 bucket",
+         "loop_lag_max_ms|loop_lag_max_after_warmup_ms|loop_lag_p99_bucket_ms"),
+        ("micro-batch scoring p50 / p99 bucket (ms)", "batch_scoring_bucket.p50_ms|batch_scoring_bucket.p99_ms"),
+        ("events answered / all answered", "answered|all_answered"),
+        ("longest stretch with events waiting and none answered (s)", "longest_stall_s"),
+        ("of 20 users, lists naming a hot item at the end", "hot_in_lists_of_20_users"),
+        ("worker alive", "worker_alive"),
+    ],
 }
 
 TITLES = {
@@ -93,6 +109,7 @@ TITLES = {
     "models": "4. Bad models",
     "soak": "5-6. Soak and burst",
     "failover": "7. Broker failover (three brokers)",
+    "catalogue": "8. Ever new items against a bounded catalogue",
 }
 
 

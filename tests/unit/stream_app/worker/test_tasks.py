@@ -1,0 +1,33 @@
+"""The event-loop watch sees a blocked loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from stream_app.core.metrics import WorkerMetrics
+from stream_app.worker.tasks import watch_loop
+
+
+async def _blocked(m: WorkerMetrics, block_s: float) -> None:
+    task = asyncio.create_task(watch_loop(m, period_s=0.02))
+    await asyncio.sleep(0.1)
+    time.sleep(block_s)  # holds the loop, as a long synchronous call would
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def test_a_blocked_loop_shows_as_lag():
+    m = WorkerMetrics()
+    asyncio.run(_blocked(m, 0.3))
+    assert m.value("streamrec_event_loop_lag_max_seconds") >= 0.25
+    assert m.value("streamrec_event_loop_lag_seconds_count") >= 5
+
+
+def test_a_free_loop_shows_little_lag():
+    m = WorkerMetrics()
+    asyncio.run(_blocked(m, 0.0))
+    assert m.value("streamrec_event_loop_lag_max_seconds") < 0.25
