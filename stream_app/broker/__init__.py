@@ -148,8 +148,11 @@ def _up_cluster(host: str, port: int, data_dir: Path, cache_dir: Path, wanted: d
             raise BrokerError(f"a single-node broker runs from {data_dir} on {info.host}:{info.port} (pid {info.pid}); "
                               "run `streamrec kafka down` first")
         nodes = cluster.start(host, port, data_dir, cache_dir, size, timeout, heap_mb=heap_mb)
+        # resolved against the cluster's size, not against the brokers registered so far: a topic
+        # created while one node is still joining would otherwise get fewer replicas for good
+        rf, isr = resolve_replication(replication, min_insync, size)
         ensure_topics(cluster.bootstrap(nodes), wanted, timeout=max(10.0, timeout), configs=configs,
-                      replication=replication, min_insync=min_insync)
+                      replication=rf, min_insync=isr)
         cluster.wait_known(nodes, wanted, timeout=max(10.0, timeout))
     return status(host, port, data_dir)
 

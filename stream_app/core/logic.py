@@ -18,8 +18,8 @@ from __future__ import annotations
 import itertools
 import math
 import secrets
-from collections.abc import Callable, Hashable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Generator, Hashable, Sequence
+from typing import Any, TypeVar, cast
 
 from models.base import Interaction, UserContext
 from models.exclusions import exclusions as exclusions  # the one rule, shared with the offline replay
@@ -27,6 +27,7 @@ from schemas import EVENT_TYPES, Event
 from stream_app.core.state import UserState
 
 T = TypeVar("T")
+R = TypeVar("R")
 _NOTHING: frozenset[str] = frozenset()
 _TYPES_FIXED = tuple(EVENT_TYPES) == ("view", "click", "add_to_cart", "purchase")
 
@@ -74,12 +75,18 @@ def split_waves(items: Sequence[T], key: Callable[[T], Hashable]) -> list[list[T
     return waves
 
 
-def split_rounds(items: Sequence[T], key: Callable[[T], Hashable]) -> list[list[int]]:
+def split_rounds(items: Sequence[T], key: Callable[[T], Hashable], most: int = 0) -> list[list[int]]:
     """Group a batch into rounds of positions: round ``r`` holds every key's ``r``-th item.
 
     Like :func:`split_waves`, no key appears twice in a round and each key's items keep their
     order across rounds, but the rounds are as large as they can be (a batch in which every
-    user has two events makes two rounds, however the events interleave).
+    user has two events makes two rounds, however the events interleave). ``most`` > 0 cuts
+    each round into pieces of at most that many positions, in order (bounded work per piece).
+
+    >>> split_rounds("abacab", key=str)
+    [[0, 1, 3], [2, 5], [4]]
+    >>> split_rounds("abcdab", key=str, most=3)
+    [[0, 1, 2], [3], [4, 5]]
     """
     rounds: list[list[int]] = []
     seen: dict[Hashable, int] = {}
@@ -90,7 +97,25 @@ def split_rounds(items: Sequence[T], key: Callable[[T], Hashable]) -> list[list[
         if r == len(rounds):
             rounds.append([])
         rounds[r].append(pos)
+    if most > 0:
+        rounds = [rnd[i:i + most] for rnd in rounds for i in range(0, len(rnd), most)]
     return rounds
+
+
+def finish(steps: Generator[None, None, R]) -> R:
+    """Run a generator of bounded steps (``..._steps`` methods) to its end; its return value.
+
+    >>> def steps():
+    ...     yield None
+    ...     return 42
+    >>> finish(steps())
+    42
+    """
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return cast("R", done.value)
 
 
 def live_hit(shown: Sequence[str], item_id: str, k: int = 10) -> tuple[int, float]:

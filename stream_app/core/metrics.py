@@ -154,6 +154,11 @@ class WorkerMetrics:
             "streamrec_event_loop_lag_max_seconds", "The latest a timer of the event loop ran in the last 10 to 20 seconds",
             registry=r,
         )
+        self.loop_held_max = Gauge(
+            "streamrec_event_loop_held_max_seconds",
+            "Of the event loop's lag in the last 10 to 20 seconds, the most not spent waiting for a CPU: "
+            "what the worker's own work held the loop (Linux; the lag itself elsewhere)", registry=r,
+        )
         self.item_events = Gauge(
             "streamrec_item_events_learned",
             "Events the item-side models (popularity, co-occurrence) have learned, from every worker when shared",

@@ -24,8 +24,6 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, cast
 
-import msgspec
-
 from models.base import EVENT_WEIGHTS, Interaction, Recommender, UserContext
 from models.deep.candidates import select as select_deep
 from models.engagement import PurchasePropensity, ReturnPredictor
@@ -33,7 +31,7 @@ from models.filters.rules import ListFilter
 from models.hybrid import HybridRecommender
 from models.retrieval.popularity import PopularityRecommender
 from schemas import REJECTIONS, Event
-from stream_app.core import logic
+from stream_app.core import logic, snapshot
 from stream_app.core.live import LiveQuality
 from stream_app.core.sharing import AppliedOffsets, OutgoingUpdates, Updates
 from stream_app.core.state import UserState, apply_event, decode_state, encode_state, other_topic
@@ -71,22 +69,6 @@ class Pending:
     """Whatever the caller needs to acknowledge the record once its recommendation is out."""
 
 
-class Checkpoint(msgspec.Struct):
-    ranker: bytes
-    purchase: bytes
-    returns: bytes
-    ranker_offsets: dict[int, int]
-    observe_offsets: dict[int, int]
-    saved_at: float
-    item_offsets: dict[int, int] = msgspec.field(default_factory=dict)
-    """Per events partition, the highest offset the item-side models learned (shared learning)."""
-    shared_positions: dict[int, int] = msgspec.field(default_factory=dict)
-    items_shared: bool = False
-    """Whether the items' side was learned from the shared topic (else locally, up to ``ranker_offsets``)."""
-    events_topic: int = 0
-    """The ``events`` topic (:func:`~stream_app.core.state.topic_identity`) the offsets above count in."""
-
-
 @dataclass
 class Pipeline:
     top_k: int = 10
@@ -104,6 +86,8 @@ class Pipeline:
     """Items the deep model retrieves from when serving (its most frequent; 0 = all)."""
     deep_history: int = 20
     """Latest items of a user the deep model encodes when serving."""
+    round_max: int = 64
+    """Most events of a batch learned and ranked in one step (:meth:`score_steps`; 0: a whole round)."""
     max_items: int = 0
     """Most items the online models hold (0: no bound); :meth:`upkeep` forgets the coldest past it."""
     filter: ListFilter = field(default_factory=ListFilter)
@@ -273,7 +257,14 @@ class Pipeline:
         return {k: encode_state(st) for k, st in current.items()}, duplicates
 
     def score(self, batch: list[Pending]) -> list[dict[str, Any]]:
-        """Learn from and rank a micro-batch; one recommendation message per event, in order.
+        """Learn from and rank a micro-batch; one recommendation message per event, in order
+        (:meth:`score_steps` run to its end)."""
+        return logic.finish(self.score_steps(batch))
+
+    def score_steps(self, batch: list[Pending]) -> Generator[None, None, list[dict[str, Any]]]:
+        """:meth:`score` in steps of bounded work: a generator that yields after the batch's deep
+        pass and after each piece of at most ``round_max`` events, and returns the messages. A
+        worker gives its event loop a turn between steps (a batch of 256 takes 100 ms and more).
 
         The batch is split into rounds (see :func:`stream_app.core.logic.split_rounds`): round ``r``
         holds every user's ``r``-th event of the batch, so a user's events are learned and ranked
@@ -314,7 +305,8 @@ class Pipeline:
         self._outgoing = outgoing
         # the deep model does not learn online: one forward pass serves the whole batch
         deep_lists = ranker.deep_candidates(afters, all_excludes)
-        for rnd in logic.split_rounds(batch, key=lambda p: p.event.user_id):
+        yield None
+        for rnd in logic.split_rounds(batch, key=lambda p: p.event.user_id, most=self.round_max):
             wave = [batch[i] for i in rnd]
             self._learn_round(wave, [fresh[i] for i in rnd], None if new_items is None else [new_items[i] for i in rnd])
             users = [afters[i] for i in rnd]
@@ -337,6 +329,7 @@ class Pipeline:
                     p.event, m.items, version, now, (done - p.received) * 1000.0,
                     p.purchase_probability, p.return_probability, variant=m.variant,
                 )
+            yield None
         self.ranker_offsets.update(advanced)
         if item_seen is not None:
             self.item_offsets = item_seen
@@ -414,23 +407,11 @@ class Pipeline:
     # -- checkpoints ------------------------------------------------------------------------------
     def checkpoint_offsets(self) -> dict[str, Any]:
         """Copies of the offsets a checkpoint records (cheap; take them on the event loop)."""
-        return {
-            "ranker_offsets": dict(self.ranker_offsets),
-            "observe_offsets": dict(self.observe_offsets),
-            "item_offsets": dict(self.item_offsets.offsets),
-            "shared_positions": dict(self.shared_positions),
-            "events_topic": self.events_topic,
-        }
+        return snapshot.offsets_of(self)
 
     def checkpoint(self, offsets: dict[str, Any] | None = None) -> bytes:
         """A consistent snapshot of the online models and the offsets they have learned."""
-        steps = self.checkpoint_steps(offsets)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                data: bytes = done.value
-                return data
+        return logic.finish(self.checkpoint_steps(offsets))
 
     def checkpoint_steps(self, offsets: dict[str, Any] | None = None) -> Generator[None, None, bytes]:
         """:meth:`checkpoint` in steps of bounded work: a generator that yields between steps and
@@ -438,30 +419,8 @@ class Pipeline:
         worker gives its event loop a turn between steps while nothing changes the models, with
         ``offsets`` (:meth:`checkpoint_offsets`) taken when it started.
         """
-        offs = self.checkpoint_offsets() if offsets is None else offsets
-        ranker = yield from self.ranker.to_bytes_steps()
-        purchase = self.purchase.to_bytes()
-        yield None
-        returns = self.returns.to_bytes()
-        yield None
-        return msgspec.msgpack.encode(
-            Checkpoint(ranker=ranker, purchase=purchase, returns=returns, saved_at=time.time(),
-                       items_shared=self.share_items, **offs)
-        )
+        return snapshot.encode_steps(self, self.checkpoint_offsets() if offsets is None else offsets)
 
     def restore(self, data: bytes) -> None:
-        cp = msgspec.msgpack.decode(data, type=Checkpoint)
-        deep, retriever = self.ranker.deep, self.ranker.retriever
-        self.ranker = HybridRecommender.from_bytes(cp.ranker)
-        self.ranker.deep_pool, self.ranker.deep_history = self.deep_pool, self.deep_history
-        self.ranker.set_max_items(self.max_items)
-        if deep is not None:
-            self.ranker.set_deep(deep, retriever)
-        self.purchase = PurchasePropensity.from_bytes(cp.purchase)
-        self.returns = ReturnPredictor.from_bytes(cp.returns)
-        self.ranker_offsets = dict(cp.ranker_offsets)
-        self.observe_offsets = dict(cp.observe_offsets)
-        # a checkpoint of a worker that learned the items' side locally learned it up to ranker_offsets
-        self.item_offsets = AppliedOffsets(cp.item_offsets if cp.items_shared else cp.ranker_offsets)
-        self.shared_positions = dict(cp.shared_positions)
-        self.events_topic = cp.events_topic
+        """Put the models and offsets of a checkpoint in place (the deep model in service stays)."""
+        snapshot.restore_into(self, data)

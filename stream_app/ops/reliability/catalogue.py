@@ -52,6 +52,7 @@ def _sample(w: WorkerProc, probe: LagProbe, t0: float, sent: int) -> dict[str, A
         "items_held": metric(page, "streamrec_items_held"),
         "forgotten": metric(page, "streamrec_items_forgotten_total"),
         "loop_lag_max_s": metric(page, "streamrec_event_loop_lag_max_seconds"),
+        "loop_held_max_s": metric(page, "streamrec_event_loop_held_max_seconds"),
         "lag": probe.lag(), "page": page,
     }
 
@@ -139,6 +140,9 @@ def _figures(samples: list[dict[str, Any]], last: dict[str, Any], events: int, m
         "loop_lag_max_ms": round(1000 * max(s["loop_lag_max_s"] for s in samples), 1),
         "loop_lag_max_after_warmup_ms": round(1000 * max((s["loop_lag_max_s"] for s in samples
                                                            if s["sent"] >= 0.1 * events and s["t"] >= 25), default=0), 1),
+        "loop_held_max_ms": round(1000 * max((s["loop_held_max_s"] or 0.0) for s in samples), 1),
+        "loop_held_max_after_warmup_ms": round(1000 * max(((s["loop_held_max_s"] or 0.0) for s in samples
+                                                            if s["sent"] >= 0.1 * events and s["t"] >= 25), default=0), 1),
         "loop_lag_p99_bucket_ms": _ms(p99), "batch_size_bucket": batch, "batch_scoring_bucket": batch_s,
         "answered": int(max(scored, default=0)), "all_answered": max(scored, default=0) >= events,
         "longest_stall_s": round(stall, 1), "hot_in_lists_of_20_users": hot_held, "worker_alive": w.alive,

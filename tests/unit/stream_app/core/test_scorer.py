@@ -1,4 +1,5 @@
-"""The scorer makes room in the online models between batches, and a restore keeps the bound."""
+"""The scorer makes room in the online models between batches (a restore keeps the bound) and
+gives the event loop turns while it scores a batch."""
 
 from __future__ import annotations
 
@@ -86,3 +87,43 @@ def test_an_unbounded_pipeline_never_forgets():
 def test_a_tiny_bound_is_refused(value):
     with pytest.raises(ValueError, match="at least 1000"):
         Settings(max_items=value)
+
+
+def test_the_event_loop_gets_turns_while_a_large_batch_is_scored():
+    """A batch of 200 is learned and ranked in pieces of ``round_max``; between them other tasks run."""
+
+    async def go(round_max: int) -> tuple[int, int, list[list[str]]]:
+        p = Pipeline(round_max=round_max)
+        scorer = Scorer(p)
+        ticks = 0
+        stop = False
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not stop:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        before = ticks
+        batches = new_item_batches(2)
+        await _score(scorer, batches)
+        stop = True
+        await task
+        return ticks - before, len(scorer.last), [[b.event.item_id for b in batch] for batch in batches]
+
+    pieces, answered, _ = asyncio.run(go(round_max=25))
+    whole, answered_whole, _ = asyncio.run(go(round_max=0))
+    assert answered == answered_whole == 50
+    # 200 events of 50 users: 4 rounds of 50, cut into 2 pieces each, plus the deep step, per batch
+    assert pieces >= 2 * 8 and pieces > whole
+
+
+def test_a_batch_cut_in_pieces_answers_every_event_in_order_and_learns_every_offset():
+    """Cutting a round changes when learning lands, never which event a message answers or its order."""
+    batch = new_item_batches(1, size=120, users=120)[0]
+    a, b = Pipeline(round_max=0), Pipeline(round_max=7)
+    ma, mb = a.score(batch), b.score(batch)
+    assert [m["event_id"] for m in ma] == [m["event_id"] for m in mb] == [p.event.event_id for p in batch]
+    assert a.ranker_offsets == b.ranker_offsets == {0: 119}

@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import time
 
+import pytest
+
 from stream_app.core.metrics import WorkerMetrics
-from stream_app.worker.tasks import watch_loop
+from stream_app.worker.tasks import cpu_wait_s, watch_loop
 
 
 async def _blocked(m: WorkerMetrics, block_s: float) -> None:
@@ -25,9 +27,23 @@ def test_a_blocked_loop_shows_as_lag():
     asyncio.run(_blocked(m, 0.3))
     assert m.value("streamrec_event_loop_lag_max_seconds") >= 0.25
     assert m.value("streamrec_event_loop_lag_seconds_count") >= 5
+    # the loop was held by this process's own work, not by waiting for a CPU
+    assert 0.2 <= m.value("streamrec_event_loop_held_max_seconds") <= m.value("streamrec_event_loop_lag_max_seconds")
 
 
 def test_a_free_loop_shows_little_lag():
     m = WorkerMetrics()
     asyncio.run(_blocked(m, 0.0))
     assert m.value("streamrec_event_loop_lag_max_seconds") < 0.25
+    assert m.value("streamrec_event_loop_held_max_seconds") < 0.25
+
+
+def test_the_cpu_wait_counter_reads_the_kernel_where_there_is_one():
+    w = cpu_wait_s()
+    if w is None:
+        pytest.skip("no /proc/thread-self/schedstat on this system")
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < 0.05:  # the counter never goes back
+        pass
+    w2 = cpu_wait_s()
+    assert w2 is not None and w2 >= w
