@@ -29,6 +29,10 @@ from stream_app.worker.topics import Topics
 
 log = logging.getLogger(__name__)
 
+YIELD_EVERY = 32
+"""Records the ingest agent takes from a full stream buffer before it gives the event loop a turn
+(taking a buffered record never suspends; thousands of them in a row held the loop 100 ms and more)."""
+
 
 def _raise(reason: str) -> None:
     raise RuntimeError(reason)
@@ -55,7 +59,12 @@ class Ingest:
         """The agent's body: one record at a time, acknowledged by hand."""
         manual = stream.noack()
         self.stream = manual
+        since_turn = 0
         async for event in manual.events():
+            since_turn += 1
+            if since_turn >= YIELD_EVERY:  # a buffered backlog never suspends the stream: give turns
+                since_turn = 0
+                await asyncio.sleep(0)
             msg = event.message
             generation = self.app.consumer_generation_id
             start = None

@@ -89,6 +89,21 @@ def freeze_startup_heap() -> int:
     return gc.get_freeze_count()
 
 
+async def freeze_survivors(period_s: float = 60.0) -> None:
+    """Every ``period_s``, keep what is alive out of the cycle collector's later full passes.
+
+    The models' items and users live long and churn (a bounded catalogue forgets old items and
+    takes new ones), so Python's full passes come often and walk every long-lived object: 50-60 ms
+    each at 100,000 items. Frozen now and then, a pass walks only what arrived since. Objects freed
+    by their reference count (nearly all the stream's garbage) are freed as before; only a cycle
+    alive at a freeze and dropped later is never collected (the worker's passes find a handful a
+    minute).
+    """
+    while True:
+        await asyncio.sleep(period_s)
+        gc.freeze()
+
+
 def cpu_wait_s() -> float | None:
     """Seconds the calling thread has waited, runnable, for a CPU (Linux schedstat; None elsewhere).
 
@@ -217,8 +232,12 @@ def register_tasks(w: Worker) -> None:
     async def run_loop_watch() -> None:
         await watch_loop(w.metrics)
 
+    async def run_freezer() -> None:
+        await freeze_survivors()
+
     app.task(run_scorer)
     app.task(run_loop_watch)
+    app.task(run_freezer)
     app.task(run_catalogue_reader)
     if w.shared is not None and w.settings.share_weights_s > 0:
         app.timer(interval=w.settings.share_weights_s, name="share_ranker_weights")(share_ranker_weights)

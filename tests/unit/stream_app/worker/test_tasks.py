@@ -9,7 +9,7 @@ import time
 import pytest
 
 from stream_app.core.metrics import WorkerMetrics
-from stream_app.worker.tasks import cpu_wait_s, watch_loop
+from stream_app.worker.tasks import cpu_wait_s, freeze_startup_heap, freeze_survivors, watch_loop
 
 
 async def _blocked(m: WorkerMetrics, block_s: float) -> None:
@@ -47,3 +47,26 @@ def test_the_cpu_wait_counter_reads_the_kernel_where_there_is_one():
         pass
     w2 = cpu_wait_s()
     assert w2 is not None and w2 >= w
+
+
+def test_the_freezer_keeps_survivors_out_of_later_full_passes():
+    import gc
+
+    async def go() -> int:
+        keep = [[i] for i in range(1000)]  # long-lived containers the collector would walk
+        task = asyncio.create_task(freeze_survivors(period_s=0.01))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        frozen = gc.get_freeze_count()
+        del keep
+        return frozen
+
+    try:
+        gc.unfreeze()
+        assert asyncio.run(go()) >= 1000
+        gc.unfreeze()
+        assert freeze_startup_heap() == gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
