@@ -18,6 +18,7 @@ checkpoint holds a 'demo' model, expected 'other'
 from __future__ import annotations
 
 from collections.abc import Generator
+from itertools import islice
 from typing import Any
 
 import msgspec
@@ -62,6 +63,8 @@ def dump_steps(kind: str, state: Any, chunk: int = 2048) -> Generator[None, None
     return b"".join(parts)
 
 
+_LOOK = 8
+"""Entries of a map or array :func:`dump_steps` looks into to guess where its big maps are."""
 def _header(n: int, small: int, code16: int, code32: int) -> bytes:
     if n < 16:
         return bytes([small | n])
@@ -76,19 +79,26 @@ def _body(encoded: bytes, n: int) -> bytes:
 
 
 def _big(value: Any, chunk: int, depth: int = 4) -> bool:
-    """Whether ``value`` holds more than ``chunk`` entries in one map or array (within ``depth`` levels)."""
+    """Whether ``value`` holds more than ``chunk`` entries in one map or array (within ``depth``
+    levels). Only the first few entries of a map or array are looked into: the states hold maps
+    of like values, and a wrong guess makes one step longer, never the bytes different."""
     if not isinstance(value, dict | list) or depth <= 0:
         return False
     if len(value) > chunk:
         return True
     inner = value.values() if isinstance(value, dict) else value
-    return any(_big(v, chunk, depth - 1) for v in inner if isinstance(v, dict | list))
+    return any(_big(v, chunk, depth - 1) for v in islice(inner, _LOOK) if isinstance(v, dict | list))
 
 
 def _pieces(obj: Any, chunk: int) -> Any:
     """The MessagePack encoding of ``obj`` in pieces of at most about ``chunk`` entries each."""
     if isinstance(obj, dict) and _big(obj, chunk):
         yield _header(len(obj), 0x80, 0xDE, 0xDF)
+        if not any(_big(v, chunk) for v in islice(obj.values(), _LOOK)):  # rows: cut by C loops
+            entries = iter(obj.items())
+            while rows := dict(islice(entries, chunk)):
+                yield _body(_encoder.encode(rows), len(rows))
+            return
         batch: dict[Any, Any] = {}
         for k, v in obj.items():
             if _big(v, chunk):

@@ -2,10 +2,10 @@
 
 Fills a pipeline with a synthetic stream over a catalogue of ``--items`` items, then runs an
 asyncio loop whose ticker wakes every millisecond and records how late it woke, while the
-models' checkpoint is encoded on the loop (as a worker did before), on the loop in steps with a
-turn for the loop every 5 ms, and in a thread in steps (what a worker does now,
-``stream_app.worker.tasks.write_checkpoint``: each step is a short call, so the GIL passes to
-the loop between steps; one encoder call over the whole state would hold it throughout).
+models' checkpoint is encoded on the loop in one call per model, on the loop in steps with a
+turn for the loop every 5 ms (what a worker does now, ``stream_app.worker.tasks.write_checkpoint``)
+and in a thread in steps (what a worker did before: beside a busy loop, the thread takes the GIL
+each time the loop's thread lets it go).
 
     .venv/bin/python scripts/checkpoint_lag.py --items 120000 --events 300000
 """
@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -25,6 +26,7 @@ from stream_app.core.logic import to_context
 from stream_app.core.pipeline import Pending, Pipeline
 from stream_app.core.state import UserState, apply_event
 from stream_app.data.synthetic import generate
+from stream_app.worker.tasks import in_turns
 
 STEP_S = 0.005
 
@@ -45,7 +47,7 @@ def filled(events: int, users: int, items: int) -> Pipeline:
     return p
 
 
-async def lag_during(work) -> tuple[float, float]:
+async def lag_during(work: Callable[[], Awaitable[None]]) -> tuple[float, float]:
     """(seconds the work took, the longest the ticker was late) while ``work()`` runs."""
     worst = 0.0
     done = asyncio.Event()
@@ -68,24 +70,15 @@ async def lag_during(work) -> tuple[float, float]:
 
 
 async def main_async(p: Pipeline, repeats: int) -> None:
-    async def on_loop() -> None:
-        p.checkpoint()
+    async def on_loop() -> None:  # one encoder call per model
+        p.ranker.to_bytes(), p.purchase.to_bytes(), p.returns.to_bytes()
 
     async def in_thread() -> None:
         offsets = p.checkpoint_offsets()
         await asyncio.to_thread(p.checkpoint, offsets)
 
     async def in_steps() -> None:
-        steps = p.checkpoint_steps()
-        turn = time.perf_counter()
-        while True:
-            try:
-                next(steps)
-            except StopIteration:
-                return
-            if time.perf_counter() - turn > STEP_S:
-                await asyncio.sleep(0)
-                turn = time.perf_counter()
+        await in_turns(p.checkpoint_steps(), STEP_S)
 
     for name, work in (("on the loop", on_loop), ("loop, steps", in_steps), ("thread, steps", in_thread)):
         runs = [await lag_during(work) for _ in range(repeats)]

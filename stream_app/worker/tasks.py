@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Generator
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from stream_app.core.experiment_report import report
 
@@ -14,6 +16,7 @@ if TYPE_CHECKING:
     from stream_app.worker.build import Worker
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 
 
@@ -28,13 +31,39 @@ def quiet_libraries(level_name: str) -> None:
         logging.getLogger(name).setLevel(max(level, logging.INFO if name == "faust" else logging.WARNING))
 
 
+TURN_S = 0.005
+"""Work a checkpoint does between two turns of the event loop (its steps are shorter still)."""
+
+
+async def in_turns(steps: Generator[None, None, R], turn_s: float = TURN_S) -> R:
+    """Run a generator of bounded steps on the event loop, giving the loop a turn every ``turn_s``.
+
+    >>> def steps():
+    ...     for _ in range(3):
+    ...         yield None
+    ...     return "done"
+    >>> asyncio.run(in_turns(steps()))
+    'done'
+    """
+    turn = time.perf_counter()
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return cast("R", done.value)
+        if time.perf_counter() - turn >= turn_s:
+            await asyncio.sleep(0)
+            turn = time.perf_counter()
+
+
 async def write_checkpoint(w: Worker, wait_s: float | None = None) -> bool:
     """Encode the online models while nothing changes them, then write the file.
 
-    The encoding runs in a thread, in steps of bounded work (:meth:`Pipeline.checkpoint_steps`),
-    so the event loop's other work (web requests, heartbeats, the consumer, timers) goes on
-    meanwhile; scoring waits for the models. Returns False when the models were not free within
-    ``wait_s``.
+    The encoding runs on the event loop in short steps with turns between (:func:`in_turns`,
+    :meth:`Pipeline.checkpoint_steps`), so the loop's other work (web requests, heartbeats, the
+    consumer, timers) goes on meanwhile; scoring waits for the models. (In a thread, the
+    encoding took the GIL each time the loop's thread let it go, and held it for a switch
+    interval.) Returns False when the models were not free within ``wait_s``.
     """
     lock = w.scorer.models_lock
     try:
@@ -42,9 +71,7 @@ async def write_checkpoint(w: Worker, wait_s: float | None = None) -> bool:
     except TimeoutError:
         return False
     try:
-        offsets = w.pipeline.checkpoint_offsets()  # on the loop: what the reader threads move stays put
-        # in a thread, in steps: each step is a short call, so the loop gets the GIL between them
-        data = await asyncio.to_thread(w.pipeline.checkpoint, offsets)
+        data = await in_turns(w.pipeline.checkpoint_steps(w.pipeline.checkpoint_offsets()))
     finally:
         lock.release()
     await asyncio.to_thread(w.checkpoints.write, data)

@@ -59,12 +59,14 @@ def _sample(w: WorkerProc, probe: LagProbe, t0: float, sent: int) -> dict[str, A
 
 def catalogue_scenario(bootstrap: KafkaTarget, root: Path, events: int = 2_200_000, max_items: int = 200_000,
                        rate: float = 3000.0, hot: int = 300, hot_share: float = 0.1, n_users: int = 20_000,
-                       partitions: int = 4, drain_s: float = 300.0, log: Callable[[str], None] = print
-                       ) -> dict[str, Any]:
+                       partitions: int = 4, drain_s: float = 300.0, checkpoint_s: float = 30.0,
+                       log: Callable[[str], None] = print) -> dict[str, Any]:
     topics = Topics()
     topics.create(bootstrap, partitions)
+    # checkpoints as often as a production worker takes them (the test bed's 2 s would keep the
+    # models busy with checkpoints at 100,000 items)
     w = WorkerProc(bootstrap, topics, root, "w1", partitions, STREAMREC_MAX_ITEMS=str(max_items),
-                   STREAMREC_LOG_LEVEL="warning")
+                   STREAMREC_LOG_LEVEL="warning", STREAMREC_CHECKPOINT_INTERVAL_S=str(checkpoint_s))
     w.start()
     probe = LagProbe(bootstrap, topics.app_id, topics.events)
     feeder = Feeder(bootstrap, topics.events, rate, limit=events, seed=21, make=new_items_stream(n_users, hot, hot_share))

@@ -70,3 +70,51 @@ def test_the_freezer_keeps_survivors_out_of_later_full_passes():
         assert freeze_startup_heap() == gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+
+def test_a_checkpoint_gives_the_loop_turns_while_it_encodes(tmp_path):
+    from types import SimpleNamespace
+
+    from schemas import Event
+    from stream_app.core.pipeline import Pending, Pipeline
+    from stream_app.worker import tasks
+    from stream_app.worker.checkpoints import CheckpointStore
+
+    p, store = Pipeline(), {}
+    batch = [Pending(Event(f"e-{k}", f"u-{k % 9}", f"i-{k}", "click", 100.0 + k), 0, k) for k in range(8000)]
+    p.prepare(batch, lambda part, user: store.get(user))
+    p.score(batch)
+    w = SimpleNamespace(scorer=SimpleNamespace(models_lock=asyncio.Lock()), pipeline=p, metrics=WorkerMetrics(),
+                        checkpoints=CheckpointStore(tmp_path / "checkpoint.msgpack"))
+    steps, turns = 0, []
+
+    def counted(offsets):
+        nonlocal steps
+        inner = Pipeline.checkpoint_steps(p, offsets)
+        while True:
+            try:
+                next(inner)
+            except StopIteration as done:
+                return done.value
+            steps += 1
+            time.sleep(0.002)  # a step of real work
+            yield None
+
+    p.checkpoint_steps = counted  # type: ignore[method-assign]
+
+    async def ticker() -> None:
+        while not (tmp_path / "checkpoint.msgpack").exists():
+            turns.append(steps)
+            await asyncio.sleep(0)
+
+    async def both() -> bool:
+        done, _ = await asyncio.gather(tasks.write_checkpoint(w), ticker())
+        return done
+
+    assert asyncio.run(both())
+    during = [s for s in turns if s > 0]
+    assert steps > 5 and len(set(during)) >= 2, (steps, turns[-5:])  # the loop ran between steps, not only after them
+    restored = Pipeline()
+    assert CheckpointStore(tmp_path / "checkpoint.msgpack").restore_into(restored)
+    assert restored.ranker_offsets == p.ranker_offsets
