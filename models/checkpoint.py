@@ -65,6 +65,8 @@ def dump_steps(kind: str, state: Any, chunk: int = 2048) -> Generator[None, None
 
 _LOOK = 8
 """Entries of a map or array :func:`dump_steps` looks into to guess where its big maps are."""
+
+
 def _header(n: int, small: int, code16: int, code32: int) -> bytes:
     if n < 16:
         return bytes([small | n])

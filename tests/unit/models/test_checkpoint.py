@@ -60,7 +60,6 @@ def test_a_restored_hybrid_equals_the_one_saved_through_steps():
     assert back.state() == rec.state()
 
 
-
 def test_a_big_map_past_the_entries_looked_into_still_gives_the_same_bytes():
     # the first entries are small rows, a big one hides further on: one longer step, same bytes
     state = {"rows": {**{f"r{i}": {"a": i} for i in range(20)}, "big": {f"k{i}": i for i in range(500)}}}

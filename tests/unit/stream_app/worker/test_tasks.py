@@ -72,7 +72,6 @@ def test_the_freezer_keeps_survivors_out_of_later_full_passes():
         gc.unfreeze()
 
 
-
 def test_a_checkpoint_gives_the_loop_turns_while_it_encodes(tmp_path):
     from types import SimpleNamespace
 
